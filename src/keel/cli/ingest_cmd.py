@@ -1,0 +1,141 @@
+"""keel ingest: read docs/ into a new index version, with progress and a summary."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from keel.cli.common import console, handle_errors, open_project, print_json
+
+__all__ = ["command"]
+
+_STAGES = {"read": "Reading files", "embed": "Embedding passages", "index": "Writing index"}
+
+
+@click.command("ingest")
+@click.option("--rebuild", is_flag=True, help="Publish a new index version even if nothing changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@handle_errors
+def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
+    """Ingest the project's docs/ folder (incremental: unchanged files are skipped).
+
+    Exits 1 if any file could not be read (the others are still indexed).
+    """
+    from keel.ingest.ingestor import Ingestor
+    from keel.retrieval.embedder import MiniLMEmbedder
+    from keel.retrieval.versions import IndexStore
+    from keel.store import Database
+
+    project = open_project(ctx)
+    project.ensure_dirs()
+    db = Database(project.database_path)
+    embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
+    ingestor = Ingestor(
+        contract=project.contract,
+        docs_dir=project.docs_dir,
+        db=db,
+        index_store=IndexStore(project.index_dir),
+        embedder=embedder,
+    )
+    with Progress(
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=as_json,
+        disable=as_json,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        if not project.docs_dir.is_dir():
+            raise click.ClickException(f"no docs/ folder in {project.root} (create it and add documents)")
+        embedder.warm_up()
+        report = ingestor.run(progress=progress, rebuild=rebuild)
+    db.close()
+    if as_json:
+        print_json(
+            {
+                "version": report.version,
+                "previous_version": report.previous_version,
+                "documents": report.documents,
+                "passages": report.passages,
+                "passages_embedded": report.passages_embedded,
+                "added": report.added,
+                "updated": report.updated,
+                "unchanged": len(report.unchanged),
+                "deleted": report.deleted,
+                "acl_changed": report.acl_changed,
+                "failed": [{"path": p, "reason": r} for p, r in report.failed],
+                "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+                "no_acl": report.no_acl,
+                "widened_acl": report.widened_acl,
+                "duplicates": report.duplicates,
+                "seconds": round(report.seconds, 2),
+            }
+        )
+    else:
+        _print_report(report)
+    if report.failed:
+        sys.exit(1)
+
+
+def _print_report(report: object) -> None:
+    from keel.ingest.ingestor import IngestReport
+
+    assert isinstance(report, IngestReport)
+    if report.per_document:
+        docs = Table(title="Documents", show_lines=False)
+        docs.add_column("path")
+        docs.add_column("title")
+        docs.add_column("groups")
+        docs.add_column("acl from")
+        docs.add_column("passages", justify="right")
+        for row in report.per_document:
+            groups = ", ".join(row["groups"]) if row["groups"] else "[red](no one)[/red]"  # type: ignore[call-overload]
+            docs.add_row(str(row["path"]), str(row["title"]), groups, str(row["acl_origin"]), str(row["passages"]))
+        console.print(docs)
+    summary = Table(title="Ingest summary", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    version = (
+        f"v{report.version}" + (" (new)" if report.version != report.previous_version else " (unchanged)")
+        if report.version is not None
+        else "-"
+    )
+    for what, value in (
+        ("index version", version),
+        ("documents", report.documents),
+        ("passages", report.passages),
+        ("added", len(report.added)),
+        ("updated", len(report.updated)),
+        ("unchanged", len(report.unchanged)),
+        ("deleted", len(report.deleted)),
+        ("ACL changed", len(report.acl_changed)),
+        ("passages embedded", report.passages_embedded),
+        ("duplicate passages", sum(len(d) - 1 for d in report.duplicates)),
+        ("failed", len(report.failed)),
+        ("skipped", len(report.skipped)),
+        ("seconds", f"{report.seconds:.1f}"),
+    ):
+        summary.add_row(what, str(value))
+    console.print(summary)
+    for places in report.duplicates:
+        console.print(f"[yellow]duplicate passage[/yellow] in {', '.join(places)}")
+    for path in report.no_acl:
+        console.print(f"[yellow]no ACL[/yellow] {path}: readable by no one (set groups in front matter or sources)")
+    for path in report.widened_acl:
+        console.print(f"[yellow]front matter widens access[/yellow] beyond its source's groups: {path}")
+    for path, reason in report.failed:
+        console.print(f"[red]failed[/red] {path}: {reason}")
+    for path, reason in report.skipped:
+        console.print(f"[dim]skipped {path}: {reason}[/dim]")

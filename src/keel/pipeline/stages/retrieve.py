@@ -1,0 +1,95 @@
+"""retrieve: hybrid search over the passages the caller may read, and the evidence they give."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import ClassVar
+
+from keel.contract import RetrievalSettings
+from keel.pipeline.context import Degradation, RequestContext
+from keel.pipeline.evidence import assess_evidence, term_coverage
+from keel.retrieval.embedder import Embedder
+from keel.retrieval.search import hybrid_search
+from keel.retrieval.versions import IndexStore
+from keel.text import content_terms
+
+__all__ = ["RetrieveStage"]
+
+log = logging.getLogger(__name__)
+
+
+class RetrieveStage:
+    """Searches the active index with the caller's groups as a filter inside the search."""
+
+    name: ClassVar[str] = "retrieve"
+    always_runs: ClassVar[bool] = False
+
+    def __init__(self, settings: RetrievalSettings, *, index: IndexStore, embedder: Embedder) -> None:
+        self._settings = settings
+        self._index = index
+        self._embedder = embedder
+
+    async def run(self, ctx: RequestContext) -> None:
+        """Fill ``ctx.hits`` and ``ctx.evidence``."""
+        span = ctx.current_span
+        if not ctx.app.retrieval:
+            span.decide("off", reason=f"app {ctx.app.name} does not use retrieval")
+            return
+        assert ctx.principal is not None
+        snapshot = await asyncio.to_thread(self._index.current)
+        ctx.index_version = snapshot.version
+        try:
+            vector = await asyncio.to_thread(self._embedder.embed_one, ctx.question)
+        except Exception as exc:  # degrade to lexical-only search rather than fail
+            log.warning("query embedding failed: %s", type(exc).__name__)
+            vector = None
+            ctx.degraded.append(Degradation(component="embedder", reason="embedding failed; lexical search only"))
+        groups = ctx.principal.groups
+        settings = self._settings
+        hits = await asyncio.to_thread(
+            lambda: hybrid_search(
+                snapshot,
+                query=ctx.question,
+                query_vector=vector,
+                groups=groups,
+                k=max(ctx.top_k * 2, ctx.top_k),
+                candidates=settings.candidates,
+                rrf_k=settings.rrf_k,
+            )
+        )
+        ctx.hits = hits
+        evidence = assess_evidence(ctx.question, hits, settings, top_k=ctx.top_k)
+        ctx.evidence = evidence
+        chosen = {h.passage.chunk_id for h in evidence.passages}
+        q_terms = content_terms(ctx.question)
+        span.decide(
+            "evidence" if evidence.sufficient else "no_evidence",
+            index_version=snapshot.version,
+            search="hybrid" if vector is not None else "lexical",
+            reason=evidence.reason,
+            best_dense=_round(evidence.best_dense),
+            best_coverage=round(evidence.best_coverage, 3),
+            hits=[
+                {
+                    "chunk_id": h.passage.chunk_id,
+                    "doc_id": h.passage.doc_id,
+                    "title": h.passage.title,
+                    "source": h.passage.path,
+                    "groups": list(h.passage.groups),
+                    "fused_rank": h.fused_rank,
+                    "fused_score": round(h.fused_score, 5),
+                    "lexical_rank": h.lexical_rank,
+                    "lexical_score": _round(h.lexical_score),
+                    "dense_rank": h.dense_rank,
+                    "dense_score": _round(h.dense_score),
+                    "term_coverage": round(term_coverage(q_terms, f"{h.passage.heading}\n{h.passage.text}"), 3),
+                    "selected": h.passage.chunk_id in chosen,
+                }
+                for h in hits
+            ],
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None

@@ -1,0 +1,143 @@
+"""Hybrid search with the ACL filter applied inside each side, before top-k.
+
+Both the lexical (BM25) and the dense (cosine) side score only rows the caller may
+read: the permission mask is applied to candidate scores before any ranking, so
+results, scores and counts never reflect a passage outside the caller's groups.
+The two ranked lists are fused with reciprocal-rank fusion; every score is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from keel.retrieval.fusion import reciprocal_rank_fusion
+from keel.retrieval.snapshot import AclView, IndexSnapshot, Passage
+from keel.text import terms
+
+__all__ = ["BM25_B", "BM25_K1", "Hit", "hybrid_search", "lexical_search", "dense_search"]
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    """A retrieved passage with every score that ranked it."""
+
+    passage: Passage
+    fused_score: float
+    fused_rank: int
+    lexical_score: float | None
+    lexical_rank: int | None
+    dense_score: float | None
+    dense_rank: int | None
+
+
+def lexical_search(snapshot: IndexSnapshot, query: str, view: AclView, *, limit: int) -> list[tuple[int, float]]:
+    """BM25 over the readable rows only: ``[(row, score)]``, best first.
+
+    Collection statistics (N, document frequency, average length) are those of the
+    readable rows, so a score is the same as in an index of only those passages.
+    """
+    n = view.count
+    if n == 0 or limit <= 0:
+        return []
+    allowed = view.mask
+    query_terms = set(terms(query))
+    scores = np.zeros(snapshot.size, dtype=np.float32)
+    avg = view.avg_length
+    touched = False
+    for term in query_terms:
+        index = snapshot.vocab.get(term)
+        if index is None:
+            continue
+        start, end = snapshot.term_indptr[index], snapshot.term_indptr[index + 1]
+        rows = snapshot.term_rows[start:end]
+        keep = allowed[rows]
+        if not keep.any():
+            continue
+        rows = rows[keep]
+        tfs = snapshot.term_tfs[start:end][keep]
+        df = float(rows.size)
+        idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        norm = tfs + BM25_K1 * (1.0 - BM25_B + BM25_B * snapshot.lengths[rows] / avg)
+        scores[rows] += idf * tfs * (BM25_K1 + 1.0) / norm
+        touched = True
+    if not touched:
+        return []
+    candidates = np.flatnonzero(scores > 0)
+    return _top(candidates, scores[candidates], limit)
+
+
+def dense_search(
+    snapshot: IndexSnapshot, query_vector: NDArray[np.float32], view: AclView, *, limit: int
+) -> list[tuple[int, float]]:
+    """Cosine similarity over the readable rows only: ``[(row, score)]``, best first."""
+    if view.count == 0 or limit <= 0:
+        return []
+    rows = np.flatnonzero(view.mask)
+    if rows.size == 0:
+        return []
+    scores = np.asarray(snapshot.vectors[rows] @ query_vector, dtype=np.float32)
+    return _top(rows, scores, limit)
+
+
+def hybrid_search(
+    snapshot: IndexSnapshot,
+    *,
+    query: str,
+    query_vector: NDArray[np.float32] | None,
+    groups: frozenset[str],
+    k: int,
+    candidates: int,
+    rrf_k: int,
+) -> list[Hit]:
+    """Top ``k`` passages readable by ``groups``, lexical and dense fused.
+
+    ``query_vector`` may be ``None`` (embedder unavailable): the search is then lexical only.
+    Passages with identical text are collapsed to the best-ranked one.
+    """
+    view = snapshot.view(groups)
+    lexical = lexical_search(snapshot, query, view, limit=candidates)
+    dense = dense_search(snapshot, query_vector, view, limit=candidates) if query_vector is not None else []
+    fused = reciprocal_rank_fusion([lexical, dense], k=rrf_k)
+    lexical_by_row = {row: (rank, score) for rank, (row, score) in enumerate(lexical, start=1)}
+    dense_by_row = {row: (rank, score) for rank, (row, score) in enumerate(dense, start=1)}
+    ordered_rows = [row for row, _ in fused]
+    hits: list[Hit] = []
+    seen_text: set[str] = set()
+    # Fetch a few extra rows so that collapsing duplicates still leaves k results.
+    for passage, (row, score) in zip(snapshot.passages(ordered_rows[: k * 3]), fused[: k * 3], strict=True):
+        if passage.text_sha256 in seen_text:
+            continue
+        seen_text.add(passage.text_sha256)
+        lex = lexical_by_row.get(row)
+        den = dense_by_row.get(row)
+        hits.append(
+            Hit(
+                passage=passage,
+                fused_score=score,
+                fused_rank=len(hits) + 1,
+                lexical_score=lex[1] if lex else None,
+                lexical_rank=lex[0] if lex else None,
+                dense_score=den[1] if den else None,
+                dense_rank=den[0] if den else None,
+            )
+        )
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _top(rows: NDArray[np.intp], scores: NDArray[np.float32], limit: int) -> list[tuple[int, float]]:
+    if rows.size == 0:
+        return []
+    if rows.size > limit:
+        part = np.argpartition(-scores, limit - 1)[:limit]
+        rows, scores = rows[part], scores[part]
+    order = np.lexsort((rows, -scores))
+    return [(int(rows[i]), float(scores[i])) for i in order]

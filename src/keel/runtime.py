@@ -1,0 +1,162 @@
+"""Everything a running Keel holds, built from a project: stores, index, models, pipeline.
+
+The server's lifespan and the CLI both build one :class:`Runtime`; heavy resources
+(embedding model, language model, index) open in :meth:`Runtime.warm_up`, never at
+import or construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from keel.contract import App
+from keel.errors import ConfigError, NotReady
+from keel.identity import KeyStore
+from keel.models import ChatMessage, ModelRegistry
+from keel.pipeline import Pipeline, RequestContext
+from keel.pipeline.prompts import PromptLibrary
+from keel.pipeline.stages import (
+    GenerateStage,
+    IdentityStage,
+    InputGuardStage,
+    OutputGuardStage,
+    RespondStage,
+    RetrieveStage,
+    RouteStage,
+)
+from keel.project import Project
+from keel.retrieval.embedder import MiniLMEmbedder
+from keel.retrieval.versions import IndexStore
+from keel.store import Database
+from keel.tracing import Trace, TraceStore
+
+__all__ = ["ComponentStatus", "Runtime", "new_request_id"]
+
+log = logging.getLogger(__name__)
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentStatus:
+    """Readiness of one component."""
+
+    ready: bool
+    detail: str
+
+
+class Runtime:
+    """One project's live components."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.contract = project.contract
+        project.ensure_dirs()
+        self.db = Database(project.database_path)
+        self.keys = KeyStore(self.db)
+        self.index = IndexStore(project.index_dir)
+        self.embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
+        self.models = ModelRegistry(self.contract, project_root=project.root)
+        self.prompts = PromptLibrary.load(project.root / "prompts")
+        self.traces = TraceStore(self.db)
+        self._check_prompt_pins()
+        policy = self.contract.policy
+        self.pipeline = Pipeline(
+            [
+                IdentityStage(self.keys),
+                InputGuardStage(policy),
+                RetrieveStage(self.contract.retrieval, index=self.index, embedder=self.embedder),
+                RouteStage(self.contract),
+                GenerateStage(self.contract, models=self.models, prompts=self.prompts),
+                OutputGuardStage(policy),
+                RespondStage(policy),
+            ],
+            traces=self.traces,
+            redact_pii=policy.redact_pii_in_traces,
+        )
+        self._warm = False
+
+    def _check_prompt_pins(self) -> None:
+        for app in self.contract.apps:
+            ref = app.pins.prompt or "answer"
+            try:
+                self.prompts.get(ref)
+            except KeyError:
+                raise ConfigError(
+                    f"app {app.name!r} pins prompt {ref!r}, which does not exist; available: {self.prompts.refs()}"
+                ) from None
+
+    async def warm_up(self) -> None:
+        """Load the embedding model, the language models and the active index."""
+        await asyncio.to_thread(self.embedder.warm_up)
+        await self.models.warm_up()
+        try:
+            await asyncio.to_thread(self.index.current)
+        except NotReady:
+            log.warning("no index yet: run `keel ingest`; questions will get 503 not_ready until then")
+        self._warm = True
+
+    def readiness(self) -> dict[str, ComponentStatus]:
+        """Per-component readiness, for ``/readyz``."""
+        status: dict[str, ComponentStatus] = {}
+        try:
+            self.db.schema_version()
+            status["store"] = ComponentStatus(ready=True, detail=f"sqlite {self.project.database_path.name}")
+        except Exception as exc:  # report, never raise, from a health check
+            status["store"] = ComponentStatus(ready=False, detail=type(exc).__name__)
+        try:
+            snapshot = self.index.current()
+            status["index"] = ComponentStatus(
+                ready=True, detail=f"version {snapshot.version}, {snapshot.size} passages"
+            )
+        except NotReady:
+            status["index"] = ComponentStatus(ready=False, detail="no index built: run `keel ingest`")
+        except Exception as exc:
+            status["index"] = ComponentStatus(ready=False, detail=type(exc).__name__)
+        status["embedder"] = ComponentStatus(
+            ready=self.embedder.ready, detail=self.embedder.model_id if self.embedder.ready else "loading"
+        )
+        for name in self.models.names():
+            ready = self.models.get(name).ready
+            status[f"model:{name}"] = ComponentStatus(ready=ready, detail="loaded" if ready else "loading")
+        return status
+
+    def new_context(
+        self,
+        *,
+        question: str,
+        credential: str | None,
+        endpoint: Literal["ask", "chat"],
+        app: App | None = None,
+        request_id: str | None = None,
+        top_k: int | None = None,
+        history: list[ChatMessage] | None = None,
+        **extra: Any,
+    ) -> RequestContext:
+        """A fresh context for one request."""
+        rid = request_id or new_request_id()
+        chosen = app or self.contract.default_app
+        return RequestContext(
+            request_id=rid,
+            endpoint=endpoint,
+            app=chosen,
+            question=question,
+            credential=credential,
+            top_k=top_k or chosen.top_k or self.contract.retrieval.top_k,
+            trace=Trace(request_id=rid),
+            history=history or [],
+            **extra,
+        )
+
+    async def close(self) -> None:
+        """Flush traces and release models and connections."""
+        self.traces.close()
+        await self.models.close()
+        self.db.close()

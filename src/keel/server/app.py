@@ -1,0 +1,58 @@
+"""The ASGI application factory.
+
+``create_app(settings)`` has no side effects until the server starts: the lifespan
+opens the project, builds the :class:`~keel.runtime.Runtime` and warms it up, and
+closes it (flushing traces) on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from keel import __version__
+from keel.project import Project
+from keel.runtime import Runtime
+from keel.server.errors import install_error_handlers
+from keel.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from keel.server.routes import ask, chat, health, models, traces
+from keel.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """The Keel HTTP app for ``settings`` (or around an existing ``runtime``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        live = runtime or Runtime(Project.open(settings))
+        await live.warm_up()
+        app.state.runtime = live
+        try:
+            yield
+        finally:
+            app.state.runtime = None
+            if owned:
+                await live.close()
+
+    app = FastAPI(
+        title="Keel",
+        version=__version__,
+        description=(
+            "Permission-aware answers over enterprise documents, run against a production contract. "
+            "Authenticate with 'Authorization: Bearer <key>'. Every error is "
+            '{"error": {"code", "message", "request_id"}}.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.runtime = None
+    install_error_handlers(app)
+    for module in (health, ask, chat, models, traces):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,43 @@
+"""Deployment settings: where things live and how the server binds.
+
+Behaviour belongs in the contract (``keel.yaml``); this object holds only what
+differs between deployments of the same contract. Every field is read from the
+environment with the ``KEEL_`` prefix (``KEEL_PORT=9000``) and documented here;
+nothing else in Keel reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Deployment settings, from ``KEEL_*`` environment variables or arguments."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_", extra="forbid", frozen=True)
+
+    project: Path = Field(
+        default_factory=Path.cwd,
+        description="The project directory holding keel.yaml and docs/. Default: the current directory.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Where Keel keeps its database, indexes and caches. Default: PROJECT/.keel.",
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8080, ge=0, le=65535, description="Port the HTTP server binds (0: any free port).")
+    max_body_bytes: int = Field(
+        1_000_000, gt=0, description="Largest request body accepted; larger ones get 413 payload_too_large."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    access_log: bool = Field(False, description="Log one line per HTTP request.")
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """The data directory, defaulting to ``PROJECT/.keel``."""
+        return (self.data_dir or self.project / ".keel").resolve()

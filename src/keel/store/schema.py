@@ -1,0 +1,69 @@
+"""Keel's SQLite schema as an ordered list of migrations (never edit a released one)."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[list[str]] = [
+    # 1: keys, documents and chunks, index versions, traces
+    [
+        """CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            groups_json TEXT NOT NULL,
+            roles_json TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        )""",
+        "CREATE INDEX api_keys_principal ON api_keys(principal_id)",
+        """CREATE TABLE documents (
+            doc_id TEXT PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL,
+            groups_json TEXT NOT NULL,
+            declared_groups_json TEXT,
+            acl_origin TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            ingested_at REAL NOT NULL
+        )""",
+        """CREATE TABLE chunks (
+            chunk_id TEXT PRIMARY KEY,
+            doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_sha256 TEXT NOT NULL,
+            embedder TEXT NOT NULL,
+            embedding BLOB NOT NULL
+        )""",
+        "CREATE INDEX chunks_doc ON chunks(doc_id, ordinal)",
+        "CREATE INDEX chunks_text ON chunks(text_sha256)",
+        """CREATE TABLE index_versions (
+            version INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            embedder TEXT NOT NULL,
+            doc_count INTEGER NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            summary_json TEXT NOT NULL
+        )""",
+        """CREATE TABLE traces (
+            request_id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            principal_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            app TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            data_json TEXT NOT NULL
+        )""",
+        "CREATE INDEX traces_principal ON traces(tenant, principal_id, created_at)",
+        "CREATE INDEX traces_created ON traces(created_at)",
+    ],
+]

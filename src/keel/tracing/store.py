@@ -1,0 +1,183 @@
+"""Persisted traces, written off the response path.
+
+``save`` queues a record and returns at once; a writer thread commits queued
+records in batches. A trace that is queued but not yet committed is still found by
+``get``, and ``close`` drains the queue so nothing is lost on shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from keel.store import Database
+
+__all__ = ["TraceRecord", "TraceStore"]
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceRecord:
+    """A finished request's trace with the fields it is found by."""
+
+    request_id: str
+    created_at: float
+    principal_id: str
+    tenant: str
+    app: str
+    endpoint: str
+    mode: str
+    status: int
+    latency_ms: float
+    data: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """The listing form, without the spans."""
+        return {
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "principal_id": self.principal_id,
+            "tenant": self.tenant,
+            "app": self.app,
+            "endpoint": self.endpoint,
+            "mode": self.mode,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 1),
+        }
+
+
+class TraceStore:
+    """Traces in the project database."""
+
+    def __init__(self, db: Database, *, batch_size: int = 64) -> None:
+        self._db = db
+        self._batch_size = batch_size
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pending: dict[str, TraceRecord] = {}
+        self._pending_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def save(self, record: TraceRecord) -> None:
+        """Queue ``record`` for writing; returns immediately."""
+        self._ensure_writer()
+        with self._pending_lock:
+            self._pending[record.request_id] = record
+        self._queue.put(record)
+
+    def get(self, request_id: str) -> TraceRecord | None:
+        """The trace of ``request_id``, committed or still queued."""
+        with self._pending_lock:
+            pending = self._pending.get(request_id)
+        if pending is not None:
+            return pending
+        row = self._db.connection().execute("SELECT * FROM traces WHERE request_id = ?", (request_id,)).fetchone()
+        return _from_row(row) if row is not None else None
+
+    def list(
+        self, *, tenant: str | None = None, principal_id: str | None = None, limit: int = 50
+    ) -> list[TraceRecord]:
+        """Recent traces, newest first, optionally of one tenant or principal."""
+        self.flush()
+        sql = "SELECT * FROM traces"
+        clauses, args = [], []
+        if tenant is not None:
+            clauses.append("tenant = ?")
+            args.append(tenant)
+        if principal_id is not None:
+            clauses.append("principal_id = ?")
+            args.append(principal_id)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        rows = self._db.connection().execute(sql, (*args, limit)).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def flush(self) -> None:
+        """Block until every queued record is committed."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        """Commit everything queued and stop the writer."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+
+    def _ensure_writer(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write_loop, name="keel-trace-writer", daemon=True)
+                self._thread.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not _STOP]
+            try:
+                if records:
+                    self._commit(records)
+            except Exception:  # a trace write must never take the service down
+                log.exception("could not write %d trace(s)", len(records))
+            finally:
+                with self._pending_lock:
+                    for r in records:
+                        self._pending.pop(r.request_id, None)
+                for _ in batch:
+                    self._queue.task_done()
+            if any(r is _STOP for r in batch):
+                return
+
+    def _commit(self, records: list[TraceRecord]) -> None:
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO traces (request_id, created_at, principal_id, tenant, app, endpoint, mode,"
+                " status, latency_ms, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.request_id,
+                        r.created_at,
+                        r.principal_id,
+                        r.tenant,
+                        r.app,
+                        r.endpoint,
+                        r.mode,
+                        r.status,
+                        r.latency_ms,
+                        json.dumps(r.data, default=str),
+                    )
+                    for r in records
+                ],
+            )
+
+
+def _from_row(row: Any) -> TraceRecord:
+    return TraceRecord(
+        request_id=row["request_id"],
+        created_at=row["created_at"],
+        principal_id=row["principal_id"],
+        tenant=row["tenant"],
+        app=row["app"],
+        endpoint=row["endpoint"],
+        mode=row["mode"],
+        status=row["status"],
+        latency_ms=row["latency_ms"],
+        data=json.loads(row["data_json"]),
+    )
