@@ -71,6 +71,8 @@ def sentences(text: str) -> list[str]:
     """Split prose into sentences; list items and table rows stay whole."""
     protected = text
     for abbr in _ABBREVIATIONS:
-        protected = re.sub(re.escape(abbr), abbr.replace(".", "\u2024"), protected, flags=re.IGNORECASE)
+        protected = re.sub(
+            re.escape(abbr), lambda m: m.group(0).replace(".", "\u2024"), protected, flags=re.IGNORECASE
+        )
     parts = _SENTENCE_END.split(protected)
     return [p.replace("\u2024", ".").strip() for p in parts if p.strip()]

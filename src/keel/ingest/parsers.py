@@ -86,16 +86,15 @@ def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(title=title or fallback_title, sections=_nonempty(sections), groups=groups)
 
 
-def parse_text(text: str, *, fallback_title: str) -> ParsedDocument:
-    """Parse plain text: the first line is the title; blank lines separate paragraphs.
-
-    A short line followed by a line of ``===`` or ``---`` (or in capitals) starts a section.
+def parse_text(text: str, *, fallback_title: str, title_line: bool = True) -> ParsedDocument:
+    """Parse plain text: the first line is the title (unless ``title_line`` is false);
+    blank lines separate paragraphs; a line underlined with ``===`` or ``---`` starts a section.
     """
     lines = text.splitlines()
     title = ""
     while lines and not lines[0].strip():
         lines.pop(0)
-    if lines:
+    if lines and title_line:
         title = lines.pop(0).strip()
         if lines and re.fullmatch(r"[=\-]{3,}", lines[0].strip()):
             lines.pop(0)
@@ -220,9 +219,7 @@ def parse_pdf(data: bytes, *, fallback_title: str) -> ParsedDocument:
             meta_title = str(reader.metadata.title).strip()
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"not a readable PDF: {exc}") from None
-    parsed = parse_text("\n\n".join(pages), fallback_title=fallback_title)
-    if meta_title:
-        parsed.title = meta_title
+    parsed = parse_text("\n\n".join(pages), fallback_title=meta_title or fallback_title, title_line=not meta_title)
     return parsed
 
 

@@ -1,0 +1,37 @@
+"""Grounding keeps only sentences a passage supports, and fixes their citations."""
+
+from __future__ import annotations
+
+from keel.pipeline.grounding import PassageFacts, ground_sentence, split_citations
+
+PASSAGES = [
+    PassageFacts.of("Annual leave: staff are entitled to 27 days of paid annual leave per calendar year."),
+    PassageFacts.of("The Leeds office opens at 08:00 and closes at 18:30 on weekdays."),
+]
+
+
+def test_supported_sentence_is_kept_with_its_passage() -> None:
+    grounded = ground_sentence("Staff are entitled to 27 days of paid annual leave.", PASSAGES)
+    assert grounded is not None and grounded.passage == 0
+
+
+def test_wrong_model_citation_is_replaced_by_the_supporting_passage() -> None:
+    grounded = ground_sentence("Staff are entitled to 27 days of paid annual leave [2].", PASSAGES)
+    assert grounded is not None and grounded.passage == 0
+    assert "[2]" not in grounded.text
+
+
+def test_a_number_not_in_the_passage_makes_the_sentence_unsupported() -> None:
+    assert ground_sentence("Staff are entitled to 30 days of paid annual leave.", PASSAGES) is None
+
+
+def test_invented_content_is_dropped() -> None:
+    assert ground_sentence("The canteen serves vegan curry every Friday.", PASSAGES) is None
+
+
+def test_filler_without_substance_is_dropped() -> None:
+    assert ground_sentence("The answer is in passage 1.", PASSAGES) is None
+
+
+def test_split_citations_strips_markers_and_reports_numbers() -> None:
+    assert split_citations("Opens at 08:00 [2][1].") == ("Opens at 08:00.", [2, 1])

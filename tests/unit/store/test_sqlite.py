@@ -1,0 +1,40 @@
+"""The SQLite store: schema applied once, transactions all-or-nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from keel.store import Database
+from keel.store.schema import MIGRATIONS
+
+
+def test_schema_is_applied_on_first_use(tmp_path: Path) -> None:
+    db = Database(tmp_path / "k.db")
+    assert db.schema_version() == len(MIGRATIONS)
+    tables = {r[0] for r in db.connection().execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"api_keys", "documents", "chunks", "index_versions", "traces"} <= tables
+
+
+def test_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = Database(tmp_path / "k.db")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO api_keys VALUES ('k1', 'h', 'p', 't', '[]', '[]', '', 0, NULL)"
+        )
+        raise RuntimeError("boom")
+    assert db.connection().execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] == 0
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    db = Database(tmp_path / "k.db")
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(id(db.connection()))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 3
+    db.close()
