@@ -1,0 +1,167 @@
+"""Incremental ingestion: stable ids, skipped unchanged files, removed deletions, ACL at ingestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keel.contract import parse_contract
+from keel.ingest.ingestor import Ingestor, IngestReport
+from keel.retrieval.search import hybrid_search
+from keel.retrieval.versions import IndexStore
+from keel.store import Database
+
+CONTRACT = """
+sources:
+  - {name: hr, path: hr, groups: [hr]}
+  - {name: open, path: open, groups: [everyone]}
+"""
+
+
+class Project:
+    def __init__(self, root: Path, embedder: Any, contract: str = CONTRACT) -> None:
+        self.docs = root / "docs"
+        self.docs.mkdir(parents=True)
+        self.db = Database(root / "keel.db")
+        self.index = IndexStore(root / "index")
+        self.embedder = embedder
+        self.contract = parse_contract(contract)
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.docs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    def ingest(self, **kwargs: Any) -> IngestReport:
+        ingestor = Ingestor(
+            contract=self.contract, docs_dir=self.docs, db=self.db, index_store=self.index, embedder=self.embedder
+        )
+        return ingestor.run(**kwargs)
+
+    def chunk_ids(self) -> dict[str, list[str]]:
+        rows = self.db.connection().execute(
+            "SELECT d.path, c.chunk_id FROM chunks c JOIN documents d USING (doc_id) ORDER BY d.path, c.ordinal"
+        )
+        out: dict[str, list[str]] = {}
+        for row in rows:
+            out.setdefault(row["path"], []).append(row["chunk_id"])
+        return out
+
+    def search(self, query: str, groups: set[str]) -> list[str]:
+        snapshot = self.index.current()
+        hits = hybrid_search(
+            snapshot,
+            query=query,
+            query_vector=self.embedder.embed_one(query),
+            groups=frozenset(groups),
+            k=5,
+            candidates=20,
+            rrf_k=60,
+        )
+        return [h.passage.path for h in hits]
+
+
+@pytest.fixture
+def project(tmp_path: Path, embedder: Any) -> Project:
+    p = Project(tmp_path, embedder)
+    p.write("open/leave.md", "---\ntitle: Leave\n---\n# Leave\n\nStaff get 27 days of annual leave.\n\n## Carry over\n\nUp to five days carry over.\n")
+    p.write("open/office.txt", "Office guide\n\nThe Leeds office opens at 08:00 on weekdays.\n")
+    p.write("hr/bands.md", "# Salary bands\n\nSenior engineers earn EUR 78,000 to 96,000.\n")
+    return p
+
+
+def test_first_ingest_indexes_everything_with_acls(project: Project) -> None:
+    report = project.ingest()
+    assert sorted(report.added) == ["hr/bands.md", "open/leave.md", "open/office.txt"]
+    assert report.version == 1 and report.failed == []
+    groups = {d["path"]: d["groups"] for d in report.per_document}
+    assert groups == {"hr/bands.md": ["hr"], "open/leave.md": ["everyone"], "open/office.txt": ["everyone"]}
+    assert "hr/bands.md" in project.search("salary bands", {"hr"})
+    assert "hr/bands.md" not in project.search("salary bands", {"everyone"})
+
+
+def test_unchanged_reingest_skips_files_and_publishes_nothing(project: Project) -> None:
+    project.ingest()
+    ids = project.chunk_ids()
+    report = project.ingest()
+    assert len(report.unchanged) == 3 and not report.changed
+    assert report.passages_embedded == 0
+    assert report.version == 1
+    assert project.chunk_ids() == ids
+
+
+def test_editing_a_section_keeps_other_ids_and_embeds_only_new_passages(project: Project) -> None:
+    project.ingest()
+    before = project.chunk_ids()["open/leave.md"]
+    project.write("open/leave.md", "---\ntitle: Leave\n---\n# Leave\n\nStaff get 28 days of annual leave.\n\n## Carry over\n\nUp to five days carry over.\n")
+    report = project.ingest()
+    after = project.chunk_ids()["open/leave.md"]
+    assert report.updated == ["open/leave.md"]
+    assert report.passages_embedded == 1
+    assert before[1] == after[1] and before[0] != after[0]
+    assert report.version == 2
+
+
+def test_deleted_file_is_removed_from_results(project: Project) -> None:
+    project.ingest()
+    (project.docs / "open" / "office.txt").unlink()
+    report = project.ingest()
+    assert report.deleted == ["open/office.txt"]
+    assert "open/office.txt" not in project.chunk_ids()
+    assert "open/office.txt" not in project.search("Leeds office opening hours", {"everyone"})
+
+
+def test_acl_change_in_the_contract_applies_without_reembedding(project: Project) -> None:
+    project.ingest()
+    project.contract = parse_contract(CONTRACT.replace("groups: [hr]", "groups: [hr, finance]"))
+    report = project.ingest()
+    assert report.acl_changed == ["hr/bands.md"]
+    assert report.passages_embedded == 0
+    assert "hr/bands.md" in project.search("salary bands", {"finance"})
+
+
+def test_document_without_acl_is_readable_by_no_one_and_reported(project: Project) -> None:
+    project.write("loose/notes.md", "# Notes\n\nThe loose notes mention salary bands too.\n")
+    report = project.ingest()
+    assert report.no_acl == ["loose/notes.md"]
+    everyone = {"everyone", "hr", "finance", "engineering"}
+    assert "loose/notes.md" not in project.search("loose notes salary bands", everyone)
+
+
+def test_unreadable_file_is_reported_and_previous_version_kept(project: Project) -> None:
+    project.ingest()
+    project.write("open/leave.md", "---\ngroups: [unclosed\n---\nbroken\n")
+    report = project.ingest()
+    assert [path for path, _ in report.failed] == ["open/leave.md"]
+    assert "previous version kept" in report.failed[0][1]
+    assert "open/leave.md" in project.chunk_ids()
+
+
+def test_exact_duplicate_passages_are_reported(project: Project) -> None:
+    project.write("open/copy.md", "---\ntitle: Leave\n---\n# Leave\n\nStaff get 27 days of annual leave.\n")
+    report = project.ingest()
+    assert any(len(places) == 2 for places in report.duplicates)
+
+
+def test_unsupported_files_are_skipped_with_a_reason(project: Project) -> None:
+    (project.docs / "open" / "sheet.xlsx").write_bytes(b"PK")
+    report = project.ingest()
+    assert ("open/sheet.xlsx", "unsupported file type .xlsx") in report.skipped
+
+
+def test_an_interrupted_publish_is_repaired_on_the_next_run(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.ingest()
+    project.write("open/new.md", "---\ntitle: New\n---\nA brand new policy on bicycles.\n")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(IndexStore, "publish", fail)
+    with pytest.raises(OSError):
+        project.ingest()
+    monkeypatch.undo()
+    report = project.ingest()
+    assert report.version == 2
+    assert "open/new.md" in project.search("bicycle policy", {"everyone"})
