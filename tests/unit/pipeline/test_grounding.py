@@ -35,3 +35,28 @@ def test_filler_without_substance_is_dropped() -> None:
 
 def test_split_citations_strips_markers_and_reports_numbers() -> None:
     assert split_citations("Opens at 08:00 [2][1].") == ("Opens at 08:00.", [2, 1])
+
+
+def test_a_number_taken_from_another_table_row_is_unsupported() -> None:
+    bands = PassageFacts.of(
+        "Role: Senior Software Engineer; Level: L5; Band: EUR 78,000 - 96,000\n"
+        "Role: Staff Engineer; Level: L6; Band: EUR 95,000 - 118,000",
+        "Salary bands 2026 > Engineering",
+    )
+    wrong = "The salary band for a Senior Software Engineer (L5) is EUR 95,000."
+    right = "The salary band for a Senior Software Engineer (L5) is EUR 78,000 - 96,000."
+    assert ground_sentence(wrong, [bands]) is None
+    assert ground_sentence(right, [bands]) is not None
+
+
+def test_heading_terms_count_as_context_of_every_statement() -> None:
+    leave = PassageFacts.of("Up to five unused days may be carried over.", "Annual leave policy > Carry over")
+    assert ground_sentence("Up to five days of annual leave may be carried over.", [leave]) is not None
+
+
+def test_questions_and_restatements_of_the_question_are_dropped() -> None:
+    payroll = PassageFacts.of("Salaries are paid on the 25th of each month.", "Payroll")
+    question_terms = frozenset({"salari", "paid"})
+    assert ground_sentence("When are salaries paid?", [payroll], question_terms=question_terms) is None
+    assert ground_sentence("Salaries are paid.", [payroll], question_terms=question_terms) is None
+    assert ground_sentence("Salaries are paid on the 25th.", [payroll], question_terms=question_terms) is not None

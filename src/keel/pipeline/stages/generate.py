@@ -60,7 +60,8 @@ class GenerateStage:
         numbered = "\n\n".join(f"[{i}] {_passage_label(h)}\n{h.passage.text}" for i, h in enumerate(passages, 1))
         messages = template.render(passages=numbered, question=ctx.question)
         spec = self._contract.model(ctx.model)
-        facts = [PassageFacts.of(f"{h.passage.heading}\n{h.passage.text}") for h in passages]
+        facts = [PassageFacts.of(h.passage.text, h.passage.heading) for h in passages]
+        q_terms = frozenset(content_terms(ctx.question))
         kept: list[GroundedSentence] = []
         dropped = 0
         answer = _AnswerBuilder(ctx, passages)
@@ -83,14 +84,14 @@ class GenerateStage:
                     ctx.finish_reason = delta.completion.finish_reason
                 complete, buffer = _complete_sentences(buffer)
                 for sentence in complete:
-                    grounded = ground_sentence(sentence, facts)
+                    grounded = ground_sentence(sentence, facts, question_terms=q_terms)
                     if grounded is None:
                         dropped += 1
                     else:
                         kept.append(grounded)
                         await answer.add(grounded.text, grounded.passage)
             for sentence in _all_sentences(buffer):
-                grounded = ground_sentence(sentence, facts)
+                grounded = ground_sentence(sentence, facts, question_terms=q_terms)
                 if grounded is None:
                     dropped += 1
                 else:
@@ -99,7 +100,6 @@ class GenerateStage:
         except ModelUnavailable as exc:
             log.warning("model %s unavailable: %s", ctx.model, exc.message)
             ctx.degraded.append(Degradation(component=f"model:{ctx.model}", reason=exc.message))
-        q_terms = content_terms(ctx.question)
         on_topic = any(content_terms(g.text) & q_terms for g in kept)
         if kept and on_topic:
             strategy = "generated"
