@@ -17,8 +17,8 @@ from keel.errors import ConfigError, ServiceError
 
 __all__ = ["console", "err_console", "handle_errors", "open_project", "print_json", "run_async", "settings_from"]
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -66,7 +66,8 @@ def create(ctx: click.Context, principal: str, groups: str, tenant: str, roles: 
 def list_keys(ctx: click.Context, include_revoked: bool) -> None:
     """List keys (never their secrets)."""
     table = Table()
-    for column in ("key id", "principal", "tenant", "groups", "roles", "label", "created", "revoked"):
+    table.add_column("key id", no_wrap=True)
+    for column in ("principal", "tenant", "groups", "roles", "label", "created", "revoked"):
         table.add_column(column)
     for record in _store(ctx).list(include_revoked=include_revoked):
         p = record.principal

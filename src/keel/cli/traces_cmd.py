@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import click
 from rich.table import Table
@@ -28,14 +29,21 @@ def command() -> None:
 @command.command("list")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--principal", default=None, help="Only this principal's requests.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.pass_context
 @handle_errors
-def list_traces(ctx: click.Context, limit: int, principal: str | None) -> None:
+def list_traces(ctx: click.Context, limit: int, principal: str | None, as_json: bool) -> None:
     """Recent requests, newest first."""
+    records = _store(ctx).list(principal_id=principal, limit=limit)
+    if as_json:
+        for r in records:
+            click.echo(json.dumps(r.summary()))
+        return
     table = Table()
-    for column in ("request id", "when (UTC)", "principal", "app", "endpoint", "mode", "status", "ms"):
+    table.add_column("request id", no_wrap=True)
+    for column in ("when (UTC)", "principal", "app", "endpoint", "mode", "status", "ms"):
         table.add_column(column)
-    for r in _store(ctx).list(principal_id=principal, limit=limit):
+    for r in records:
         when = dt.datetime.fromtimestamp(r.created_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(r.request_id, when, r.principal_id, r.app, r.endpoint, r.mode, str(r.status), f"{r.latency_ms:.0f}")
     console.print(table)

@@ -1,0 +1,79 @@
+"""What the tests know about the sample corpus, derived from the ingested data itself."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9,.'-]*[A-Za-z0-9]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """An ingested document with everything that would identify it."""
+
+    path: str
+    doc_id: str
+    title: str
+    groups: frozenset[str]
+    chunk_ids: tuple[str, ...]
+    text: str
+
+    def readable_by(self, groups: frozenset[str]) -> bool:
+        return bool(self.groups & groups)
+
+
+def documents(root: Path) -> list[Document]:
+    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        docs = conn.execute("SELECT doc_id, path, title, groups_json FROM documents ORDER BY path").fetchall()
+        out = []
+        for d in docs:
+            chunks = conn.execute(
+                "SELECT chunk_id, heading, text FROM chunks WHERE doc_id = ? ORDER BY ordinal", (d["doc_id"],)
+            ).fetchall()
+            out.append(
+                Document(
+                    path=d["path"],
+                    doc_id=d["doc_id"],
+                    title=d["title"],
+                    groups=frozenset(json.loads(d["groups_json"])),
+                    chunk_ids=tuple(c["chunk_id"] for c in chunks),
+                    text="\n".join(f"{c['heading']}\n{c['text']}" for c in chunks),
+                )
+            )
+        return out
+    finally:
+        conn.close()
+
+
+def distinctive_markers(doc: Document, readable: list[Document]) -> set[str]:
+    """Strings that identify ``doc`` to someone who can read only ``readable``.
+
+    Its id, path, passage ids, and title (unless a readable document has the same
+    one), plus every number of three or more digits and every capitalised name that
+    appears in ``doc`` and in none of the readable documents.
+    """
+    visible = "\n".join(d.text + "\n" + d.title + "\n" + d.path for d in readable).lower()
+    markers = {doc.doc_id, doc.path, *doc.chunk_ids}
+    if doc.title.lower() not in visible:
+        markers.add(doc.title)
+    for token in _TOKEN.findall(doc.text):
+        digits = sum(ch.isdigit() for ch in token)
+        is_number = digits >= 3 and digits / len(token.replace(",", "").replace(".", "")) > 0.6
+        is_name = token[0].isupper() and len(token) >= 5 and not token.isupper() and digits == 0
+        if (is_number or is_name) and token.lower() not in visible:
+            markers.add(token)
+    return markers
+
+
+def question_cases(root: Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load((root / "evals" / "questions.yaml").read_text(encoding="utf-8"))
+    return list(data["cases"])
