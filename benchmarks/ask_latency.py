@@ -86,7 +86,10 @@ def prepare(workdir: Path) -> tuple[Path, dict[str, str], list[dict[str, Any]]]:
     store = KeyStore(db)
     keys = {
         p["id"]: store.create(
-            principal_id=p["id"], tenant=principals["tenant"], groups=p.get("groups", []), roles=p.get("roles", ["user"])
+            principal_id=p["id"],
+            tenant=principals["tenant"],
+            groups=p.get("groups", []),
+            roles=p.get("roles", ["user"]),
         ).secret
         for p in principals["principals"]
     }

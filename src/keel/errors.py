@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ForbiddenError",
+    "InternalError",
     "InvalidRequest",
     "KeelError",
     "MethodNotAllowed",
@@ -35,7 +36,6 @@ __all__ = [
     "UnknownModel",
     "UnsupportedMediaType",
     "UpstreamError",
-    "InternalError",
     "all_error_codes",
 ]
 

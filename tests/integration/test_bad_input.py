@@ -40,9 +40,7 @@ def key(sample_project: SampleProject) -> str:
         (b"question=hi", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     ],
 )
-def test_bad_ask_bodies(
-    client: httpx.Client, key: str, body: bytes, content_type: str, status: int, code: str
-) -> None:
+def test_bad_ask_bodies(client: httpx.Client, key: str, body: bytes, content_type: str, status: int, code: str) -> None:
     response = client.post("/v1/ask", content=body, headers={**auth(key), "Content-Type": content_type})
     assert response.status_code == status, response.text
     assert _error(response)["code"] == code
@@ -57,7 +55,11 @@ def test_oversized_question_is_rejected_with_its_limit(client: httpx.Client, key
 
 
 def test_body_over_the_size_limit_is_413(client: httpx.Client, key: str) -> None:
-    response = client.post("/v1/ask", content=b'{"question": "' + b"a" * 1_100_000 + b'"}', headers={**auth(key), "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/ask",
+        content=b'{"question": "' + b"a" * 1_100_000 + b'"}',
+        headers={**auth(key), "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert _error(response)["code"] == "payload_too_large"
 
@@ -99,7 +101,9 @@ def test_request_id_is_honoured_and_echoed(client: httpx.Client, key: str) -> No
 
 
 def test_invalid_request_id_is_rejected(client: httpx.Client, key: str) -> None:
-    response = client.post("/v1/ask", json={"question": "hi"}, headers={**auth(key), "X-Request-ID": "bad id with spaces"})
+    response = client.post(
+        "/v1/ask", json={"question": "hi"}, headers={**auth(key), "X-Request-ID": "bad id with spaces"}
+    )
     assert response.status_code == 400
     assert _error(response)["code"] == "invalid_request_id"
 
@@ -118,7 +122,13 @@ def test_unknown_route_and_wrong_method_use_the_envelope(client: httpx.Client) -
         ({"model": "default"}, "invalid_request"),
         ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, "unknown_model"),
         ({"model": "default", "messages": [{"role": "assistant", "content": "hi"}]}, "invalid_parameter"),
-        ({"model": "default", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "invalid_parameter"),
+        (
+            {
+                "model": "default",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            },
+            "invalid_parameter",
+        ),
         ({"model": "default", "messages": [{"role": "wizard", "content": "hi"}]}, "invalid_request"),
         ({"model": "default", "n": 3, "messages": [{"role": "user", "content": "hi"}]}, "invalid_request"),
         ({"model": "default", "app": "nope", "messages": [{"role": "user", "content": "hi"}]}, "unknown_app"),

@@ -12,7 +12,9 @@ QUESTION = "How many days of annual leave do employees get each year?"
 
 @pytest.fixture(scope="module")
 def sdk(server: RunningServer, sample_project: SampleProject) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=sample_project.keys["sam.staff"], max_retries=0, timeout=180)
+    return openai.OpenAI(
+        base_url=server.url + "/v1", api_key=sample_project.keys["sam.staff"], max_retries=0, timeout=180
+    )
 
 
 def test_models_list_names_models_and_apps(sdk: openai.OpenAI) -> None:

@@ -56,7 +56,9 @@ def _outsiders(sample_project: SampleProject, doc: Document) -> list[str]:
     return [pid for pid, p in sample_project.principals.items() if not doc.readable_by(frozenset(p["groups"]))]
 
 
-def test_every_restricted_document_is_covered_by_questions(sample_project: SampleProject, corpus: list[Document]) -> None:
+def test_every_restricted_document_is_covered_by_questions(
+    sample_project: SampleProject, corpus: list[Document]
+) -> None:
     restricted = {d.path for d in corpus if "everyone" not in d.groups}
     covered = {doc.path for _, doc in _restricted_cases(sample_project, corpus)}
     assert restricted and restricted == covered

@@ -9,9 +9,13 @@ from tests.integration.conftest import SampleProject, auth
 STAGES = ["identity", "guard_in", "retrieve", "route", "generate", "guard_out", "respond"]
 
 
-def test_answer_trace_has_every_stage_with_timing_and_decision(client: httpx.Client, sample_project: SampleProject) -> None:
+def test_answer_trace_has_every_stage_with_timing_and_decision(
+    client: httpx.Client, sample_project: SampleProject
+) -> None:
     key = sample_project.keys["sam.staff"]
-    body = client.post("/v1/ask", json={"question": "How many days of annual leave do employees get?"}, headers=auth(key)).json()
+    body = client.post(
+        "/v1/ask", json={"question": "How many days of annual leave do employees get?"}, headers=auth(key)
+    ).json()
     assert body["mode"] == "answer"
     trace = client.get(f"/v1/traces/{body['request_id']}", headers=auth(key)).json()
     spans = trace["spans"]
@@ -32,9 +36,13 @@ def test_answer_trace_has_every_stage_with_timing_and_decision(client: httpx.Cli
     assert [c["chunk_id"] for c in response["citations"]] == [c["id"] for c in body["citations"]]
 
 
-def test_no_answer_trace_shows_skipped_stages_and_the_reason(client: httpx.Client, sample_project: SampleProject) -> None:
+def test_no_answer_trace_shows_skipped_stages_and_the_reason(
+    client: httpx.Client, sample_project: SampleProject
+) -> None:
     key = sample_project.keys["sam.staff"]
-    body = client.post("/v1/ask", json={"question": "What is the name of the chief executive's pet iguana?"}, headers=auth(key)).json()
+    body = client.post(
+        "/v1/ask", json={"question": "What is the name of the chief executive's pet iguana?"}, headers=auth(key)
+    ).json()
     assert body["mode"] == "no_answer"
     trace = client.get(f"/v1/traces/{body['request_id']}", headers=auth(key)).json()
     by_name = {s["name"]: s for s in trace["spans"]}

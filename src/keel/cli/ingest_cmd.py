@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from keel.cli.common import console, handle_errors, open_project, print_json
@@ -50,7 +50,7 @@ def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
         transient=as_json,
         disable=as_json,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -101,8 +101,8 @@ def _print_report(report: object) -> None:
         docs.add_column("acl from")
         docs.add_column("passages", justify="right")
         for row in report.per_document:
-            groups = ", ".join(row["groups"]) if row["groups"] else "[red](no one)[/red]"  # type: ignore[call-overload]
-            docs.add_row(str(row["path"]), str(row["title"]), groups, str(row["acl_origin"]), str(row["passages"]))
+            groups = ", ".join(row.groups) if row.groups else "[red](no one)[/red]"
+            docs.add_row(row.path, row.title, groups, row.acl_origin, str(row.passages))
         console.print(docs)
     summary = Table(title="Ingest summary", show_header=False)
     summary.add_column("what")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import click
 from rich.table import Table
@@ -34,7 +35,7 @@ def command() -> None:
 @handle_errors
 def list_traces(ctx: click.Context, limit: int, principal: str | None, as_json: bool) -> None:
     """Recent requests, newest first."""
-    records = _store(ctx).list(principal_id=principal, limit=limit)
+    records = _store(ctx).recent(principal_id=principal, limit=limit)
     if as_json:
         for r in records:
             click.echo(json.dumps(r.summary()))
@@ -45,7 +46,9 @@ def list_traces(ctx: click.Context, limit: int, principal: str | None, as_json: 
         table.add_column(column)
     for r in records:
         when = dt.datetime.fromtimestamp(r.created_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(r.request_id, when, r.principal_id, r.app, r.endpoint, r.mode, str(r.status), f"{r.latency_ms:.0f}")
+        table.add_row(
+            r.request_id, when, r.principal_id, r.app, r.endpoint, r.mode, str(r.status), f"{r.latency_ms:.0f}"
+        )
     console.print(table)
 
 
@@ -65,7 +68,8 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     response = record.data.get("response", {})
     console.print(
         f"[bold]{record.request_id}[/bold] {record.principal_id} app={record.app} mode={record.mode} "
-        f"status={record.status} {record.latency_ms:.0f} ms model={response.get('model')} prompt={response.get('prompt')} "
+        f"status={record.status} {record.latency_ms:.0f} ms model={response.get('model')} "
+        f"prompt={response.get('prompt')} "
         f"index=v{response.get('index_version')}",
         highlight=False,
     )
@@ -83,7 +87,8 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
             str(span["decision"])[:80],
         )
     console.print(table)
-    hits = next((s["attributes"].get("hits", []) for s in record.data.get("spans", []) if s["name"] == "retrieve"), [])
+    spans = record.data.get("spans", [])
+    hits: list[dict[str, Any]] = next((s["attributes"].get("hits", []) for s in spans if s["name"] == "retrieve"), [])
     if hits:
         chunks = Table(title="Retrieved passages")
         for column in ("#", "title", "lexical", "dense", "fused", "selected"):

@@ -50,7 +50,9 @@ def parse_contract(text: str, *, source: str = CONTRACT_FILE) -> Contract:
         lines = {}
         _index_lines(node, (), lines)
     if not isinstance(data, dict):
-        raise ContractError(source, [(f"{source}:1", "the contract must be a mapping of sections (slo, policy, models, ...)")])
+        raise ContractError(
+            source, [(f"{source}:1", "the contract must be a mapping of sections (slo, policy, models, ...)")]
+        )
     try:
         contract = Contract.model_validate(data)
     except ValidationError as exc:

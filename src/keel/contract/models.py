@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "EVERYONE",
     "AccessSettings",
     "App",
     "AppPins",
@@ -28,7 +29,6 @@ __all__ = [
     "RoutingSettings",
     "SloSettings",
     "Source",
-    "EVERYONE",
 ]
 
 EVERYONE = "everyone"
@@ -40,8 +40,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError(
-            "must be 1-64 characters of lower-case letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            "must be 1-64 characters of lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 
@@ -130,10 +129,16 @@ class RetrievalSettings(_Model):
         0.3, ge=-1, le=1, description="Cosine similarity a passage needs when the question's terms also match it."
     )
     min_term_coverage: float = Field(
-        0.5, ge=0, le=1, description="Share of the question's content terms a passage must contain (with the lower dense score)."
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of the question's content terms a passage must contain (with the lower dense score).",
     )
     relative_cutoff: float = Field(
-        0.75, ge=0, le=1, description="Passages scoring below this share of the best dense score are not given to generation."
+        0.75,
+        ge=0,
+        le=1,
+        description="Passages scoring below this share of the best dense score are not given to generation.",
     )
 
 

@@ -72,7 +72,8 @@ class KeyStore:
         now = time.time()
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, principal_id, tenant, groups_json, roles_json, label, created_at)"
+                "INSERT INTO api_keys (key_id, secret_hash, principal_id, tenant, groups_json, roles_json, label,"
+                " created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
@@ -92,10 +93,15 @@ class KeyStore:
     def authenticate(self, presented: str) -> Principal:
         """The principal of a presented key; raises :class:`AuthError` if it is not valid."""
         key_id, secret = _split(presented)
-        row = self._db.connection().execute(
-            "SELECT secret_hash, principal_id, tenant, groups_json, roles_json, revoked_at FROM api_keys WHERE key_id = ?",
-            (key_id,),
-        ).fetchone()
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT secret_hash, principal_id, tenant, groups_json, roles_json, revoked_at FROM api_keys"
+                " WHERE key_id = ?",
+                (key_id,),
+            )
+            .fetchone()
+        )
         if row is None or not hmac.compare_digest(row["secret_hash"], _hash(secret)):
             raise AuthError("The API key is not valid.", code_detail="invalid_api_key")
         if row["revoked_at"] is not None:

@@ -36,7 +36,9 @@ class Principal:
     roles: frozenset[str]
 
     @classmethod
-    def of(cls, *, id: str, tenant: str, groups: list[str] | frozenset[str], roles: list[str] | frozenset[str]) -> Principal:
+    def of(
+        cls, *, id: str, tenant: str, groups: list[str] | frozenset[str], roles: list[str] | frozenset[str]
+    ) -> Principal:
         """Build a principal, adding the implicit ``everyone`` group."""
         return cls(id=id, tenant=tenant, groups=frozenset(groups) | {EVERYONE}, roles=frozenset(roles))
 

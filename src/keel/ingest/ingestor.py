@@ -30,7 +30,7 @@ from keel.retrieval.versions import IndexStore
 from keel.store import Database
 from keel.text import terms
 
-__all__ = ["IngestReport", "Ingestor", "Progress", "doc_id_for"]
+__all__ = ["DocumentSummary", "IngestReport", "Ingestor", "Progress", "doc_id_for"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as files are read and passages embedded."""
@@ -41,6 +41,17 @@ EMBED_BATCH = 64
 def doc_id_for(rel_path: str) -> str:
     """A document's stable id, from its path under ``docs/``."""
     return "d_" + hashlib.sha256(rel_path.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentSummary:
+    """One indexed document as the ingest report lists it."""
+
+    path: str
+    title: str
+    groups: list[str]
+    acl_origin: str
+    passages: int
 
 
 @dataclass(kw_only=True)
@@ -64,7 +75,7 @@ class IngestReport:
     version: int | None = None
     previous_version: int | None = None
     seconds: float = 0.0
-    per_document: list[dict[str, object]] = field(default_factory=list)
+    per_document: list[DocumentSummary] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -122,7 +133,9 @@ class Ingestor:
         }
         stale_embedder = {
             row["doc_id"]
-            for row in conn.execute("SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,))
+            for row in conn.execute(
+                "SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,)
+            )
         }
         pending: list[_Pending] = []
         acl_updates: list[tuple[str, list[str], str, str]] = []
@@ -291,11 +304,15 @@ class Ingestor:
                 conn.execute("DELETE FROM documents WHERE path = ?", (rel,))
 
     def _rows(self) -> list[sqlite3.Row]:
-        return self._db.connection().execute(
-            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.heading, c.text, c.text_sha256, c.embedding,"
-            " d.title, d.path, d.groups_json FROM chunks c JOIN documents d USING (doc_id)"
-            " ORDER BY d.path, c.ordinal"
-        ).fetchall()
+        return (
+            self._db.connection()
+            .execute(
+                "SELECT c.chunk_id, c.doc_id, c.ordinal, c.heading, c.text, c.text_sha256, c.embedding,"
+                " d.title, d.path, d.groups_json FROM chunks c JOIN documents d USING (doc_id)"
+                " ORDER BY d.path, c.ordinal"
+            )
+            .fetchall()
+        )
 
     def _active_fingerprint(self) -> str | None:
         version = self._index.active_version()
@@ -373,19 +390,19 @@ class Ingestor:
         notify("index", 1, 1)
         return version
 
-    def _per_document(self) -> list[dict[str, object]]:
+    def _per_document(self) -> list[DocumentSummary]:
         rows = self._db.connection().execute(
             "SELECT d.path, d.title, d.groups_json, d.acl_origin, COUNT(c.chunk_id) AS passages"
             " FROM documents d LEFT JOIN chunks c USING (doc_id) GROUP BY d.doc_id ORDER BY d.path"
         )
         return [
-            {
-                "path": r["path"],
-                "title": r["title"],
-                "groups": json.loads(r["groups_json"]),
-                "acl_origin": r["acl_origin"],
-                "passages": r["passages"],
-            }
+            DocumentSummary(
+                path=r["path"],
+                title=r["title"],
+                groups=json.loads(r["groups_json"]),
+                acl_origin=r["acl_origin"],
+                passages=int(r["passages"]),
+            )
             for r in rows
         ]
 

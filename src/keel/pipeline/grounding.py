@@ -12,6 +12,7 @@ sentences are dropped, so a small model's inventions never reach the caller.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -22,8 +23,7 @@ __all__ = ["GroundedSentence", "PassageFacts", "Statement", "ground_sentence", "
 _CITATION = re.compile(r"\s*\[(\d{1,2})\](?:\s*\[(\d{1,2})\])*")
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 _FILLER_TERMS = content_terms(
-    "answer passage passages question according based provided information document context source sources cited"
-    " yes no"
+    "answer passage passages question according based provided information document context source sources cited yes no"
 )
 MIN_COVERAGE = 0.75
 MIN_TERMS = 2
@@ -51,7 +51,7 @@ class PassageFacts:
         for line in text.split("\n"):
             parts = sentences(line)
             units.extend(parts)
-            units.extend(f"{a} {b}" for a, b in zip(parts, parts[1:], strict=False))
+            units.extend(f"{a} {b}" for a, b in itertools.pairwise(parts))
         return cls(
             statements=tuple(
                 Statement(terms=frozenset(content_terms(u) | heading_terms), numbers=frozenset(numbers(u)))

@@ -103,9 +103,15 @@ def _parse(text: str, where: str) -> PromptTemplate:
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"prompt template {where} is invalid: {exc}") from None
     if match and (match.group(1) != template.id or int(match.group(2)) != template.version):
-        raise ConfigError(f"prompt template {where}: file name does not match id {template.id!r} version {template.version}")
+        raise ConfigError(
+            f"prompt template {where}: file name does not match id {template.id!r} version {template.version}"
+        )
     for body in (template.system, template.user):
-        used = {m.group("named") or m.group("braced") for m in Template.pattern.finditer(body) if m.group("named") or m.group("braced")}
+        used = {
+            m.group("named") or m.group("braced")
+            for m in Template.pattern.finditer(body)
+            if m.group("named") or m.group("braced")
+        }
         undeclared = used - set(template.variables)
         if undeclared:
             raise ConfigError(f"prompt template {where} uses undeclared variables {sorted(undeclared)}")

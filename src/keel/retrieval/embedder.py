@@ -174,7 +174,8 @@ class MiniLMEmbedder:
 
     def embed_one(self, text: str) -> NDArray[np.float32]:
         """One text's vector."""
-        return self.embed([text])[0]
+        row: NDArray[np.float32] = self.embed([text])[0]
+        return row
 
     def _run(self, texts: list[str]) -> NDArray[np.float32]:
         encodings = self._tokenizer.encode_batch(texts)
@@ -184,7 +185,8 @@ class MiniLMEmbedder:
         (vectors,) = self._session.run(
             ["sentence_embedding"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         )
-        return np.asarray(vectors, dtype=np.float32)
+        result: NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
+        return result
 
 
 def _sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,7 +78,7 @@ def build_sentence_encoder(weights: dict[str, NDArray[np.float32]], config: Bert
         inits.append(numpy_helper.from_array(np.ascontiguousarray(value), n))
         return n
 
-    def op(kind: str, inputs: list[str], **attrs: object) -> str:
+    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
         out = name(kind.lower())
         nodes.append(helper.make_node(kind, inputs, [out], **attrs))
         return out
@@ -134,7 +135,13 @@ def build_sentence_encoder(weights: dict[str, NDArray[np.float32]], config: Bert
         attended = linear(context, f"{p}.attention.output.dense")
         x = layer_norm(op("Add", [attended, x]), f"{p}.attention.output.LayerNorm")
         inner = linear(x, f"{p}.intermediate.dense")
-        gelu = op("Mul", [op("Mul", [inner, half]), op("Add", [const("one_g", np.array(1.0, dtype=np.float32)), op("Erf", [op("Div", [inner, sqrt2])])])])
+        gelu = op(
+            "Mul",
+            [
+                op("Mul", [inner, half]),
+                op("Add", [const("one_g", np.array(1.0, dtype=np.float32)), op("Erf", [op("Div", [inner, sqrt2])])]),
+            ],
+        )
         out = linear(gelu, f"{p}.output.dense")
         x = layer_norm(op("Add", [out, x]), f"{p}.output.LayerNorm")
 

@@ -18,7 +18,7 @@ from keel.retrieval.fusion import reciprocal_rank_fusion
 from keel.retrieval.snapshot import AclView, IndexSnapshot, Passage
 from keel.text import terms
 
-__all__ = ["BM25_B", "BM25_K1", "Hit", "hybrid_search", "lexical_search", "dense_search"]
+__all__ = ["BM25_B", "BM25_K1", "Hit", "dense_search", "hybrid_search", "lexical_search"]
 
 BM25_K1 = 1.2
 BM25_B = 0.75

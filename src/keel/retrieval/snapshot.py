@@ -105,7 +105,17 @@ class SnapshotWriter:
             conn.executemany(
                 "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (i, p.chunk_id, p.doc_id, p.title, p.path, p.heading, p.text, json.dumps(list(p.groups)), p.text_sha256)
+                    (
+                        i,
+                        p.chunk_id,
+                        p.doc_id,
+                        p.title,
+                        p.path,
+                        p.heading,
+                        p.text,
+                        json.dumps(list(p.groups)),
+                        p.text_sha256,
+                    )
                     for i, p in enumerate(passages)
                 ],
             )
@@ -243,7 +253,9 @@ def _postings(
     )
 
 
-def _acl_postings(groups_per_row: Sequence[Sequence[str]]) -> tuple[NDArray[np.str_], NDArray[np.int64], NDArray[np.int32]]:
+def _acl_postings(
+    groups_per_row: Sequence[Sequence[str]],
+) -> tuple[NDArray[np.str_], NDArray[np.int64], NDArray[np.int32]]:
     per_group: dict[str, list[int]] = {}
     for row, groups in enumerate(groups_per_row):
         for group in groups:

@@ -61,12 +61,12 @@ def install_error_handlers(app: FastAPI) -> None:
         rid = request_id_of(request)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(
-                400, "malformed_json", "The request body is not valid JSON.", rid
-            )
+            return error_response(400, "malformed_json", "The request body is not valid JSON.", rid)
         content_type = request.headers.get("content-type", "")
         if content_type and "json" not in content_type.lower():
-            err = UnsupportedMediaType(f"Send the body as JSON with 'Content-Type: application/json', not {content_type.split(';')[0]!r}.")
+            err = UnsupportedMediaType(
+                f"Send the body as JSON with 'Content-Type: application/json', not {content_type.split(';')[0]!r}."
+            )
             return error_response(err.http_status, err.code, err.message, rid)
         message = "; ".join(_describe(e) for e in errors[:5])
         return error_response(400, InvalidRequest.code, message or "The request is not valid.", rid)
@@ -85,7 +85,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id_of(request)
         log.exception("unexpected error in request %s", rid)
-        return error_response(500, InternalError.code, f"Internal error; quote request id {rid} when reporting it.", rid)
+        return error_response(
+            500, InternalError.code, f"Internal error; quote request id {rid} when reporting it.", rid
+        )
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.errors import PayloadTooLarge

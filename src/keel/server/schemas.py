@@ -24,7 +24,9 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(description="The question, in natural language.", examples=["How many days of annual leave do I get?"])
+    question: str = Field(
+        description="The question, in natural language.", examples=["How many days of annual leave do I get?"]
+    )
     app: str | None = Field(None, description="The client app (from the contract); default app if omitted.")
     top_k: int | None = Field(None, ge=1, le=20, description="Passages to ground the answer in.")
 

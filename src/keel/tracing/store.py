@@ -81,7 +81,7 @@ class TraceStore:
         row = self._db.connection().execute("SELECT * FROM traces WHERE request_id = ?", (request_id,)).fetchone()
         return _from_row(row) if row is not None else None
 
-    def list(
+    def recent(
         self, *, tenant: str | None = None, principal_id: str | None = None, limit: int = 50
     ) -> list[TraceRecord]:
         """Recent traces, newest first, optionally of one tenant or principal."""

@@ -30,7 +30,7 @@ def test_unknown_field_is_reported_with_its_line(tmp_path: Path) -> None:
     path.write_text("version: 1\nslo:\n  p95_latency_ms: 100\n  p99_latency_ms: 200\n", encoding="utf-8")
     with pytest.raises(ContractError) as info:
         load_contract(path)
-    (location, message), = info.value.problems
+    ((location, message),) = info.value.problems
     assert location == f"{path}:4 slo.p99_latency_ms"
     assert "unknown field" in message
 
@@ -47,7 +47,7 @@ def test_dangling_pin_is_reported_at_the_pin() -> None:
     text = "models:\n  - name: small\napps:\n  - name: hr\n    pins:\n      model: large\n"
     with pytest.raises(ContractError) as info:
         parse_contract(text, source="keel.yaml")
-    (location, message), = info.value.problems
+    ((location, message),) = info.value.problems
     assert location == "keel.yaml:6 apps[0].pins.model"
     assert "'large'" in message and "small" in message
 

@@ -14,7 +14,9 @@ def _doc(body: str):  # type: ignore[no-untyped-def]
 
 
 def test_passages_never_cross_sections() -> None:
-    chunks = chunk_document(_doc("# T\n\n## A\n\nalpha words here.\n\n## B\n\nbeta words here.\n"), doc_path="t.md", settings=SETTINGS)
+    chunks = chunk_document(
+        _doc("# T\n\n## A\n\nalpha words here.\n\n## B\n\nbeta words here.\n"), doc_path="t.md", settings=SETTINGS
+    )
     assert [c.heading for c in chunks] == ["T > A", "T > B"]
 
 

@@ -20,6 +20,12 @@ sources:
 """
 
 
+LEAVE = (
+    "---\ntitle: Leave\n---\n# Leave\n\nStaff get {days} days of annual leave.\n\n"
+    "## Carry over\n\nUp to five days carry over.\n"
+)
+
+
 class Project:
     def __init__(self, root: Path, embedder: Any, contract: str = CONTRACT) -> None:
         self.docs = root / "docs"
@@ -66,7 +72,10 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path, embedder: Any) -> Project:
     p = Project(tmp_path, embedder)
-    p.write("open/leave.md", "---\ntitle: Leave\n---\n# Leave\n\nStaff get 27 days of annual leave.\n\n## Carry over\n\nUp to five days carry over.\n")
+    p.write(
+        "open/leave.md",
+        LEAVE.format(days=27),
+    )
     p.write("open/office.txt", "Office guide\n\nThe Leeds office opens at 08:00 on weekdays.\n")
     p.write("hr/bands.md", "# Salary bands\n\nSenior engineers earn EUR 78,000 to 96,000.\n")
     return p
@@ -76,7 +85,7 @@ def test_first_ingest_indexes_everything_with_acls(project: Project) -> None:
     report = project.ingest()
     assert sorted(report.added) == ["hr/bands.md", "open/leave.md", "open/office.txt"]
     assert report.version == 1 and report.failed == []
-    groups = {d["path"]: d["groups"] for d in report.per_document}
+    groups = {d.path: d.groups for d in report.per_document}
     assert groups == {"hr/bands.md": ["hr"], "open/leave.md": ["everyone"], "open/office.txt": ["everyone"]}
     assert "hr/bands.md" in project.search("salary bands", {"hr"})
     assert "hr/bands.md" not in project.search("salary bands", {"everyone"})
@@ -95,7 +104,10 @@ def test_unchanged_reingest_skips_files_and_publishes_nothing(project: Project) 
 def test_editing_a_section_keeps_other_ids_and_embeds_only_new_passages(project: Project) -> None:
     project.ingest()
     before = project.chunk_ids()["open/leave.md"]
-    project.write("open/leave.md", "---\ntitle: Leave\n---\n# Leave\n\nStaff get 28 days of annual leave.\n\n## Carry over\n\nUp to five days carry over.\n")
+    project.write(
+        "open/leave.md",
+        LEAVE.format(days=28),
+    )
     report = project.ingest()
     after = project.chunk_ids()["open/leave.md"]
     assert report.updated == ["open/leave.md"]

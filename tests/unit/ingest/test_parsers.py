@@ -10,7 +10,9 @@ from keel.ingest.parsers import ParseError, parse_file, parse_html, parse_markdo
 
 
 def test_markdown_front_matter_gives_title_and_groups() -> None:
-    doc = parse_markdown("---\ntitle: Pay\ngroups: [hr, executives]\n---\n# Ignored title\n\nBody text.\n", fallback_title="x")
+    doc = parse_markdown(
+        "---\ntitle: Pay\ngroups: [hr, executives]\n---\n# Ignored title\n\nBody text.\n", fallback_title="x"
+    )
     assert doc.title == "Pay"
     assert doc.groups == ["executives", "hr"]
 
@@ -53,7 +55,8 @@ def test_bad_front_matter_is_a_parse_error() -> None:
 def test_html_drops_scripts_styles_and_navigation() -> None:
     html = (
         "<html><head><title>Guide</title><style>p{}</style><script>secret()</script></head>"
-        "<body><nav>Home | About</nav><h1>Guide</h1><p>Open at <b>8</b>.</p><h2>Wifi</h2><ul><li>Net A</li></ul></body></html>"
+        "<body><nav>Home | About</nav><h1>Guide</h1><p>Open at <b>8</b>.</p>"
+        "<h2>Wifi</h2><ul><li>Net A</li></ul></body></html>"
     )
     doc = parse_html(html, fallback_title="x")
     text = " ".join(b for s in doc.sections for b in s.blocks)

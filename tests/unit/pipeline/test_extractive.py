@@ -17,7 +17,12 @@ def test_best_sentence_answers_the_question() -> None:
 
 
 def test_table_rows_are_candidates_on_their_own() -> None:
-    passages = [("Bands > Engineering", "Role: Engineer; Level: L4; Band: EUR 60,000\nRole: Senior Engineer; Level: L5; Band: EUR 78,000")]
+    passages = [
+        (
+            "Bands > Engineering",
+            "Role: Engineer; Level: L4; Band: EUR 60,000\nRole: Senior Engineer; Level: L5; Band: EUR 78,000",
+        )
+    ]
     chosen = extract_answer("What is the band for a Senior Engineer at level L5?", passages, max_sentences=1)
     assert chosen[0].text == "Role: Senior Engineer; Level: L5; Band: EUR 78,000"
 

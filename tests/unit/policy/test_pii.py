@@ -11,7 +11,14 @@ def test_common_pii_kinds_are_redacted() -> None:
         "IBAN NL91ABNA0417164300; SSN 078-05-1120; host 10.1.2.3."
     )
     out = redact(text)
-    for raw in ("jane.doe@example.com", "7946 0958", "4111 1111 1111 1111", "NL91ABNA0417164300", "078-05-1120", "10.1.2.3"):
+    for raw in (
+        "jane.doe@example.com",
+        "7946 0958",
+        "4111 1111 1111 1111",
+        "NL91ABNA0417164300",
+        "078-05-1120",
+        "10.1.2.3",
+    ):
         assert raw not in out
     assert {m.kind for m in find_pii(text)} == {"email", "phone", "card", "iban", "ssn", "ip"}
 

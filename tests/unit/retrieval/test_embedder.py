@@ -43,7 +43,10 @@ def _reference(texts: list[str]) -> np.ndarray:
         x = ln(x + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
         for i in range(6):
             p = f"encoder.layer.{i}"
-            q, k, v = (lin(x, f"{p}.attention.self.{n}").reshape(-1, heads, d).transpose(1, 0, 2) for n in ("query", "key", "value"))
+            q, k, v = (
+                lin(x, f"{p}.attention.self.{n}").reshape(-1, heads, d).transpose(1, 0, 2)
+                for n in ("query", "key", "value")
+            )
             a = q @ k.transpose(0, 2, 1) / math.sqrt(d)
             a = np.exp(a - a.max(-1, keepdims=True))
             a /= a.sum(-1, keepdims=True)

@@ -102,7 +102,15 @@ def test_a_caller_with_no_readable_passage_gets_nothing(full: IndexSnapshot) -> 
 
 
 def test_lexical_only_search_when_no_query_vector(full: IndexSnapshot) -> None:
-    hits = hybrid_search(full, query="certificate expired", query_vector=None, groups=frozenset({"engineering"}), k=3, candidates=10, rrf_k=60)
+    hits = hybrid_search(
+        full,
+        query="certificate expired",
+        query_vector=None,
+        groups=frozenset({"engineering"}),
+        k=3,
+        candidates=10,
+        rrf_k=60,
+    )
     assert [h.passage.title for h in hits] == ["Incident"]
     assert hits[0].dense_score is None and hits[0].lexical_score is not None
 

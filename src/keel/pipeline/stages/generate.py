@@ -19,7 +19,7 @@ from keel.errors import ModelUnavailable
 from keel.models import ChatMessage, GenerationRequest
 from keel.models.registry import ModelRegistry, cost_usd
 from keel.pipeline.citations import citation_for
-from keel.pipeline.context import Degradation, RequestContext
+from keel.pipeline.context import Citation, Degradation, RequestContext
 from keel.pipeline.extractive import extract_answer
 from keel.pipeline.grounding import GroundedSentence, PassageFacts, ground_sentence
 from keel.pipeline.prompts import PromptLibrary
@@ -207,4 +207,3 @@ def _all_sentences(text: str) -> list[str]:
 
 def _passage_label(hit: Hit) -> str:
     return f"({hit.passage.heading})"
-

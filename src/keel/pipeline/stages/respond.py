@@ -10,9 +10,7 @@ from keel.pipeline.context import RequestContext
 
 __all__ = ["RespondStage"]
 
-SOURCES_ONLY_MESSAGE = (
-    "I could not write a verified answer; these are the passages most relevant to your question."
-)
+SOURCES_ONLY_MESSAGE = "I could not write a verified answer; these are the passages most relevant to your question."
 
 
 class RespondStage:
@@ -37,9 +35,11 @@ class RespondStage:
             if not ctx.citations and ctx.evidence is not None:
                 ctx.citations = [citation_for(hit, n) for n, hit in enumerate(ctx.evidence.passages, 1)]
         if ctx.degraded and ctx.mode in ("answer", "sources_only"):
-            note = "Note: the service is running in a limited mode (" + "; ".join(
-                f"{d.component}: {d.reason}" for d in ctx.degraded
-            ) + ")."
+            note = (
+                "Note: the service is running in a limited mode ("
+                + "; ".join(f"{d.component}: {d.reason}" for d in ctx.degraded)
+                + ")."
+            )
             ctx.answer = f"{ctx.answer}\n\n{note}" if ctx.answer else note
         if not ctx.streamed_text:
             await ctx.emit(ctx.answer)

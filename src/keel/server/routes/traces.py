@@ -22,7 +22,7 @@ async def list_traces(request: Request, limit: int = Query(50, ge=1, le=500)) ->
     principal = principal_of(request)
     store = runtime_of(request).traces
     records = await asyncio.to_thread(
-        store.list,
+        store.recent,
         tenant=principal.tenant,
         principal_id=None if principal.is_admin else principal.id,
         limit=limit,
@@ -39,8 +39,10 @@ async def get_trace(request_id: str, request: Request) -> dict[str, Any]:
     """The trace of ``request_id`` if it is yours (or your tenant's, for an admin)."""
     principal = principal_of(request)
     record = await asyncio.to_thread(runtime_of(request).traces.get, request_id)
-    visible = record is not None and record.tenant == principal.tenant and (
-        principal.is_admin or record.principal_id == principal.id
+    visible = (
+        record is not None
+        and record.tenant == principal.tenant
+        and (principal.is_admin or record.principal_id == principal.id)
     )
     if record is None or not visible:
         raise NotFound(f"No trace {request_id!r} that you may see.")
