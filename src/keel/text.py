@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
-__all__ = ["STOP_WORDS", "content_terms", "numbers", "sentences", "terms", "words"]
+__all__ = ["QUESTION_WORDS", "STOP_WORDS", "content_terms", "numbers", "sentences", "terms", "words"]
 
 STOP_WORDS = frozenset(
     [
@@ -169,6 +169,11 @@ STOP_WORDS = frozenset(
         "done",
     ]
 )
+
+QUESTION_WORDS = frozenset(
+    {"mani", "much", "often", "long", "quick", "quickli", "fast", "soon", "ever", "big", "larg", "make", "get", "exact"}
+)
+"""Stemmed words that shape a question ("how many", "how often") without naming what it is about."""
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

@@ -54,12 +54,13 @@ def documents(root: Path) -> list[Document]:
         conn.close()
 
 
-def distinctive_markers(doc: Document, readable: list[Document]) -> set[str]:
+def distinctive_markers(doc: Document, readable: list[Document], facts: list[str] | None = None) -> set[str]:
     """Strings that identify ``doc`` to someone who can read only ``readable``.
 
     Its id, path, passage ids, and title (unless a readable document has the same
-    one), plus every number of three or more digits and every capitalised name that
-    appears in ``doc`` and in none of the readable documents.
+    one), every number of three or more digits and every capitalised name that
+    appears in ``doc`` and in none of the readable documents, and those of ``facts``
+    (a question's expected answer strings) that no readable document contains.
     """
     visible = "\n".join(d.text + "\n" + d.title + "\n" + d.path for d in readable).lower()
     markers = {doc.doc_id, doc.path, *doc.chunk_ids}
@@ -71,6 +72,7 @@ def distinctive_markers(doc: Document, readable: list[Document]) -> set[str]:
         is_name = token[0].isupper() and len(token) >= 5 and not token.isupper() and digits == 0
         if (is_number or is_name) and token.lower() not in visible:
             markers.add(token)
+    markers |= {fact for fact in facts or [] if len(fact) >= 3 and fact.lower() not in visible}
     return markers
 
 

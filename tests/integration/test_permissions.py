@@ -72,8 +72,7 @@ def test_outsiders_never_see_restricted_documents(
     for case, doc in _restricted_cases(sample_project, corpus):
         for principal in _outsiders(sample_project, doc):
             groups = frozenset(sample_project.principals[principal]["groups"])
-            markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)])
-            markers |= {s for s in case.get("answer_contains", []) if len(s) >= 3}
+            markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)], case["answer_contains"])
             body, trace = _ask(client, sample_project.keys[principal], case["question"])
             asked += 1
             for where, text in (("response", json.dumps(body)), ("trace", json.dumps(trace))):
@@ -95,8 +94,7 @@ def test_outsiders_streaming_never_see_restricted_documents(
         seen.add(doc.path)
         principal = "sam.staff"
         groups = frozenset(sample_project.principals[principal]["groups"])
-        markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)])
-        markers |= {s for s in case.get("answer_contains", []) if len(s) >= 3}
+        markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)], case["answer_contains"])
         raw = _stream(client, sample_project.keys[principal], case["question"])
         leaked = _leaks(raw, markers)
         if leaked:

@@ -123,7 +123,7 @@ class RetrievalSettings(_Model):
     candidates: int = Field(40, ge=1, le=1000, description="Candidates per side before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     min_dense_score: float = Field(
-        0.5, ge=-1, le=1, description="Cosine similarity at which one passage alone is evidence enough."
+        0.55, ge=-1, le=1, description="Cosine similarity at which one passage alone is evidence enough."
     )
     min_support_dense_score: float = Field(
         0.3, ge=-1, le=1, description="Cosine similarity a passage needs when the question's terms also match it."
@@ -132,7 +132,13 @@ class RetrievalSettings(_Model):
         0.5,
         ge=0,
         le=1,
-        description="Share of the question's content terms a passage must contain (with the lower dense score).",
+        description="IDF-weighted share of the question's terms a passage must contain (with the lower dense score).",
+    )
+    min_dense_with_unknown_terms: float = Field(
+        0.65,
+        ge=-1,
+        le=1,
+        description="When the question names a word no readable passage contains, the similarity a passage needs.",
     )
     relative_cutoff: float = Field(
         0.75,

@@ -42,9 +42,10 @@ retrieval:
   top_k: 4                      # passages given to the model
   candidates: 40                # per side (lexical, dense) before fusion
   rrf_k: 60
-  min_dense_score: 0.5          # one passage this similar is evidence enough
+  min_dense_score: 0.55         # one passage this similar is evidence enough
   min_support_dense_score: 0.3  # ...or this similar while covering min_term_coverage of the question
-  min_term_coverage: 0.5
+  min_term_coverage: 0.5       # share of the question's terms, weighted by rarity in what the caller may read
+  min_dense_with_unknown_terms: 0.65  # needed when the question names a word no readable passage contains
   relative_cutoff: 0.75
 
 apps:

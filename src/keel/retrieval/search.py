@@ -18,7 +18,7 @@ from keel.retrieval.fusion import reciprocal_rank_fusion
 from keel.retrieval.snapshot import AclView, IndexSnapshot, Passage
 from keel.text import terms
 
-__all__ = ["BM25_B", "BM25_K1", "Hit", "dense_search", "hybrid_search", "lexical_search"]
+__all__ = ["BM25_B", "BM25_K1", "Hit", "dense_search", "hybrid_search", "lexical_search", "readable_document_frequency"]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -71,6 +71,19 @@ def lexical_search(snapshot: IndexSnapshot, query: str, view: AclView, *, limit:
         return []
     candidates = np.flatnonzero(scores > 0)
     return _top(candidates, scores[candidates], limit)
+
+
+def readable_document_frequency(snapshot: IndexSnapshot, term_set: set[str], view: AclView) -> dict[str, int]:
+    """How many readable passages contain each term (0 for terms no readable passage has)."""
+    out: dict[str, int] = {}
+    for term in term_set:
+        index = snapshot.vocab.get(term)
+        if index is None:
+            out[term] = 0
+            continue
+        rows = snapshot.term_rows[snapshot.term_indptr[index] : snapshot.term_indptr[index + 1]]
+        out[term] = int(view.mask[rows].sum())
+    return out
 
 
 def dense_search(

@@ -8,9 +8,9 @@ from typing import ClassVar
 
 from keel.contract import RetrievalSettings
 from keel.pipeline.context import Degradation, RequestContext
-from keel.pipeline.evidence import assess_evidence, term_coverage
+from keel.pipeline.evidence import PassageEvidence, QuestionTerms, assess_evidence
 from keel.retrieval.embedder import Embedder
-from keel.retrieval.search import hybrid_search
+from keel.retrieval.search import Hit, hybrid_search, readable_document_frequency
 from keel.retrieval.versions import IndexStore
 from keel.text import content_terms
 
@@ -47,22 +47,26 @@ class RetrieveStage:
             ctx.degraded.append(Degradation(component="embedder", reason="embedding failed; lexical search only"))
         groups = ctx.principal.groups
         settings = self._settings
-        hits = await asyncio.to_thread(
-            lambda: hybrid_search(
+
+        def search() -> tuple[list[Hit], QuestionTerms]:
+            hits = hybrid_search(
                 snapshot,
                 query=ctx.question,
                 query_vector=vector,
                 groups=groups,
-                k=max(ctx.top_k * 2, ctx.top_k),
+                k=ctx.top_k * 2,
                 candidates=settings.candidates,
                 rrf_k=settings.rrf_k,
             )
-        )
+            view = snapshot.view(groups)
+            doc_freq = readable_document_frequency(snapshot, content_terms(ctx.question), view)
+            return hits, QuestionTerms.of(ctx.question, doc_freq, view.count)
+
+        hits, question = await asyncio.to_thread(search)
         ctx.hits = hits
-        evidence = assess_evidence(ctx.question, hits, settings, top_k=ctx.top_k)
+        evidence, assessed = assess_evidence(question, hits, settings, top_k=ctx.top_k)
         ctx.evidence = evidence
         chosen = {h.passage.chunk_id for h in evidence.passages}
-        q_terms = content_terms(ctx.question)
         span.decide(
             "evidence" if evidence.sufficient else "no_evidence",
             index_version=snapshot.version,
@@ -70,25 +74,29 @@ class RetrieveStage:
             reason=evidence.reason,
             best_dense=_round(evidence.best_dense),
             best_coverage=round(evidence.best_coverage, 3),
-            hits=[
-                {
-                    "chunk_id": h.passage.chunk_id,
-                    "doc_id": h.passage.doc_id,
-                    "title": h.passage.title,
-                    "source": h.passage.path,
-                    "groups": list(h.passage.groups),
-                    "fused_rank": h.fused_rank,
-                    "fused_score": round(h.fused_score, 5),
-                    "lexical_rank": h.lexical_rank,
-                    "lexical_score": _round(h.lexical_score),
-                    "dense_rank": h.dense_rank,
-                    "dense_score": _round(h.dense_score),
-                    "term_coverage": round(term_coverage(q_terms, f"{h.passage.heading}\n{h.passage.text}"), 3),
-                    "selected": h.passage.chunk_id in chosen,
-                }
-                for h in hits
-            ],
+            unknown_terms=sorted(question.unknown),
+            hits=[_hit_record(a, selected=a.hit.passage.chunk_id in chosen) for a in assessed],
         )
+
+
+def _hit_record(assessed: PassageEvidence, *, selected: bool) -> dict[str, object]:
+    h = assessed.hit
+    return {
+        "chunk_id": h.passage.chunk_id,
+        "doc_id": h.passage.doc_id,
+        "title": h.passage.title,
+        "source": h.passage.path,
+        "groups": list(h.passage.groups),
+        "fused_rank": h.fused_rank,
+        "fused_score": round(h.fused_score, 5),
+        "lexical_rank": h.lexical_rank,
+        "lexical_score": _round(h.lexical_score),
+        "dense_rank": h.dense_rank,
+        "dense_score": _round(h.dense_score),
+        "term_coverage": round(assessed.coverage, 3),
+        "relevant": assessed.relevant,
+        "selected": selected,
+    }
 
 
 def _round(value: float | None) -> float | None:
