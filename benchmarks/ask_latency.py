@@ -192,6 +192,7 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+            log.close()
         retrieval = retrieval_only(root, cases, rounds=200)
 
     rows = [("end to end (HTTP)", e2e), ("retrieval only (embed + search)", retrieval)]

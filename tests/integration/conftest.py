@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -109,6 +109,7 @@ class RunningServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    log_handle: IO[bytes]
 
 
 def start_server(root: Path, log: Path, *, extra_env: dict[str, str] | None = None) -> RunningServer:
@@ -125,14 +126,17 @@ def start_server(root: Path, log: Path, *, extra_env: dict[str, str] | None = No
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            handle.close()
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return RunningServer(url=url, process=process, log=log)
+                return RunningServer(url=url, process=process, log=log, log_handle=handle)
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
     process.kill()
+    process.wait()
+    handle.close()
     raise RuntimeError(f"server did not become ready:\n{log.read_text(errors='replace')}")
 
 
@@ -144,6 +148,7 @@ def stop_server(server: RunningServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+    server.log_handle.close()
 
 
 @pytest.fixture(scope="session")

@@ -54,15 +54,19 @@ def documents(root: Path) -> list[Document]:
         conn.close()
 
 
-def distinctive_markers(doc: Document, readable: list[Document], facts: list[str] | None = None) -> set[str]:
+def distinctive_markers(
+    doc: Document, readable: list[Document], facts: list[str] | None = None, question: str = ""
+) -> set[str]:
     """Strings that identify ``doc`` to someone who can read only ``readable``.
 
     Its id, path, passage ids, and title (unless a readable document has the same
     one), every number of three or more digits and every capitalised name that
     appears in ``doc`` and in none of the readable documents, and those of ``facts``
-    (a question's expected answer strings) that no readable document contains.
+    (a question's expected answer strings) that no readable document contains. Words
+    of the ``question`` itself are the asker's own and never markers. Markers are
+    matched case-sensitively (see :func:`leaks`).
     """
-    visible = "\n".join(d.text + "\n" + d.title + "\n" + d.path for d in readable).lower()
+    visible = "\n".join(d.text + "\n" + d.title + "\n" + d.path for d in readable).lower() + "\n" + question.lower()
     markers = {doc.doc_id, doc.path, *doc.chunk_ids}
     if doc.title.lower() not in visible:
         markers.add(doc.title)
@@ -74,6 +78,20 @@ def distinctive_markers(doc: Document, readable: list[Document], facts: list[str
             markers.add(token)
     markers |= {fact for fact in facts or [] if len(fact) >= 3 and fact.lower() not in visible}
     return markers
+
+
+def leaks(text: str, markers: set[str]) -> list[str]:
+    """The markers found in ``text`` as whole tokens, case-sensitively.
+
+    A number marker ``612`` is not found in ``0.0612`` or ``1795413851.612`` (scores and
+    timestamps), only where it stands as a number of its own.
+    """
+    found = []
+    for marker in markers:
+        pattern = r"(?<![\w.,])" + re.escape(marker) + r"(?![\w]|[.,]\d)"
+        if re.search(pattern, text):
+            found.append(marker)
+    return sorted(found)
 
 
 def question_cases(root: Path) -> list[dict[str, Any]]:

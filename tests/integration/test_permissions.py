@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import SampleProject, auth
-from tests.integration.corpus import Document, distinctive_markers, documents, question_cases
+from tests.integration.corpus import Document, distinctive_markers, documents, leaks, question_cases
 
 HR_QUESTION = "What is the salary band for a Senior Software Engineer (L5)?"
 
@@ -30,11 +30,6 @@ def _stream(client: httpx.Client, key: str, question: str) -> str:
     with client.stream("POST", "/v1/chat/completions", json=body, headers=auth(key)) as response:
         assert response.status_code == 200
         return "".join(response.iter_text())
-
-
-def _leaks(text: str, markers: set[str]) -> list[str]:
-    lowered = text.lower()
-    return sorted(m for m in markers if m.lower() in lowered)
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +67,12 @@ def test_outsiders_never_see_restricted_documents(
     for case, doc in _restricted_cases(sample_project, corpus):
         for principal in _outsiders(sample_project, doc):
             groups = frozenset(sample_project.principals[principal]["groups"])
-            markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)], case["answer_contains"])
+            readable = [d for d in corpus if d.readable_by(groups)]
+            markers = distinctive_markers(doc, readable, case["answer_contains"], case["question"])
             body, trace = _ask(client, sample_project.keys[principal], case["question"])
             asked += 1
             for where, text in (("response", json.dumps(body)), ("trace", json.dumps(trace))):
-                leaked = _leaks(text, markers)
+                leaked = leaks(text, markers)
                 if leaked:
                     failures.append(f"{case['id']} as {principal}: {doc.path} leaked in {where}: {leaked[:5]}")
     assert asked >= 50
@@ -94,9 +90,10 @@ def test_outsiders_streaming_never_see_restricted_documents(
         seen.add(doc.path)
         principal = "sam.staff"
         groups = frozenset(sample_project.principals[principal]["groups"])
-        markers = distinctive_markers(doc, [d for d in corpus if d.readable_by(groups)], case["answer_contains"])
+        readable = [d for d in corpus if d.readable_by(groups)]
+        markers = distinctive_markers(doc, readable, case["answer_contains"], case["question"])
         raw = _stream(client, sample_project.keys[principal], case["question"])
-        leaked = _leaks(raw, markers)
+        leaked = leaks(raw, markers)
         if leaked:
             failures.append(f"{case['id']}: {doc.path} leaked in stream: {leaked[:5]}")
     assert failures == []
@@ -113,8 +110,9 @@ def test_hr_gets_a_cited_answer_and_engineering_gets_no_answer(
     eng, trace = _ask(client, sample_project.keys["eli.eng"], HR_QUESTION)
     assert eng["mode"] == "no_answer"
     assert eng["citations"] == []
-    markers = distinctive_markers(bands, [d for d in corpus if d.readable_by(frozenset({"engineering", "everyone"}))])
-    assert _leaks(json.dumps(eng) + json.dumps(trace), markers) == []
+    readable = [d for d in corpus if d.readable_by(frozenset({"engineering", "everyone"}))]
+    markers = distinctive_markers(bands, readable, ["78,000", "96,000"], HR_QUESTION)
+    assert leaks(json.dumps(eng) + json.dumps(trace), markers) == []
 
 
 def test_insiders_get_their_documents_cited(
