@@ -167,6 +167,7 @@ def main() -> None:
                 raise SystemExit("server did not become ready")
             e2e: list[float] = []
             modes: dict[str, int] = {}
+            strategies: dict[str, int] = {}
             stage_ms: dict[str, list[float]] = {}
             not_model: list[float] = []
             with httpx.Client(base_url=url, timeout=120) as client:
@@ -180,6 +181,8 @@ def main() -> None:
                     body = response.json()
                     modes[body.get("mode", "error")] = modes.get(body.get("mode", "error"), 0) + 1
                     trace = client.get(f"/v1/traces/{body['request_id']}", headers=headers).json()
+                    strategy = trace["response"].get("answer_strategy") or "-"
+                    strategies[strategy] = strategies.get(strategy, 0) + 1
                     generate = 0.0
                     for span in trace["spans"]:
                         if span["status"] != "skipped":
@@ -187,8 +190,8 @@ def main() -> None:
                             if span["name"] == "generate":
                                 generate = span["duration_ms"]
                     not_model.append(e2e[-1] - generate)
-                    print(f"\r{i + 1}/{args.requests} requests", end="", flush=True)
-            print()
+                    if (i + 1) % 10 == 0 or i + 1 == args.requests:
+                        print(f"{i + 1}/{args.requests} requests", flush=True)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -204,6 +207,7 @@ def main() -> None:
         p50, p95 = percentile(values, 50), percentile(values, 95)
         print(f"{name:<34}{len(values):>5}{p50:>10.1f}{p95:>10.1f}  {bar(p95, scale)}")
     print(f"\nmodes: {', '.join(f'{m} {n}' for m, n in sorted(modes.items()))}")
+    print(f"answer strategies: {', '.join(f'{s} {n}' for s, n in sorted(strategies.items()))}")
     result = {
         "requests": args.requests,
         "machine": {"cpus": os.cpu_count()},
@@ -217,6 +221,7 @@ def main() -> None:
             for name, values in rows
         },
         "modes": modes,
+        "answer_strategies": strategies,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")

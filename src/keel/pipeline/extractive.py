@@ -8,11 +8,14 @@ numbers and rare words, with a small preference for better-ranked passages.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from keel.text import content_terms, sentences
 
 __all__ = ["ExtractedSentence", "extract_answer"]
+
+_LABELLED_ROW = re.compile(r"^[^:;]{1,40}: [^;]+(?:; [^:;]{1,40}: [^;]+)+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +59,7 @@ def extract_answer(
         from_heading = sum(weight(t) for t in (q_terms & heading_terms) - s_terms)
         score = (matched + 0.5 * from_heading) / q_weight - 0.03 * index
         if matched > 0:
-            scored.append(ExtractedSentence(text=sentence, passage=index, score=score))
+            scored.append(ExtractedSentence(text=_in_context(sentence, passages[index][0]), passage=index, score=score))
     scored.sort(key=lambda s: (-s.score, s.passage))
     chosen: list[ExtractedSentence] = []
     for item in scored:
@@ -68,3 +71,11 @@ def extract_answer(
             continue
         chosen.append(item)
     return chosen
+
+
+def _in_context(sentence: str, heading: str) -> str:
+    """A table row read out of its table needs its section: prefix the last heading."""
+    section = heading.rsplit(" > ", 1)[-1].strip()
+    if _LABELLED_ROW.match(sentence) and section and " > " in heading:
+        return f"{section} — {sentence}"
+    return sentence

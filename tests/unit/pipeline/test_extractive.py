@@ -24,7 +24,7 @@ def test_table_rows_are_candidates_on_their_own() -> None:
         )
     ]
     chosen = extract_answer("What is the band for a Senior Engineer at level L5?", passages, max_sentences=1)
-    assert chosen[0].text == "Role: Senior Engineer; Level: L5; Band: EUR 78,000"
+    assert chosen[0].text == "Engineering — Role: Senior Engineer; Level: L5; Band: EUR 78,000"
 
 
 def test_nothing_is_extracted_without_overlap() -> None:
