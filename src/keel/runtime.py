@@ -113,9 +113,8 @@ class Runtime:
             status["store"] = ComponentStatus(ready=False, detail=type(exc).__name__)
         try:
             snapshot = self.index.current()
-            status["index"] = ComponentStatus(
-                ready=True, detail=f"version {snapshot.version}, {snapshot.size} passages"
-            )
+            # No passage count here: /readyz is unauthenticated and counts include restricted documents.
+            status["index"] = ComponentStatus(ready=True, detail=f"version {snapshot.version}")
         except NotReady:
             status["index"] = ComponentStatus(ready=False, detail="no index built: run `keel ingest`")
         except Exception as exc:

@@ -88,10 +88,8 @@ class LocalLlamaProvider:
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """Generate the whole answer on the worker thread, within the model's timeout."""
-        text_parts: list[str] = []
         final: Completion | None = None
         async for delta in self.stream(request):
-            text_parts.append(delta.text)
             if delta.completion is not None:
                 final = delta.completion
         if final is None:  # pragma: no cover - stream always ends with a completion
