@@ -80,6 +80,26 @@ def distinctive_markers(
     return markers
 
 
+def strings_of(value: Any) -> str:
+    """Every string inside a JSON value, one per line (numbers are counts, scores and timings, never content)."""
+    if isinstance(value, str):
+        return value + "\n"
+    if isinstance(value, dict):
+        return "".join(strings_of(k) + strings_of(v) for k, v in value.items())
+    if isinstance(value, list):
+        return "".join(strings_of(v) for v in value)
+    return ""
+
+
+def sse_strings(raw: str) -> str:
+    """The strings of every event in a server-sent-events body."""
+    out = []
+    for line in raw.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(strings_of(json.loads(line.removeprefix("data: "))))
+    return "".join(out)
+
+
 def leaks(text: str, markers: set[str]) -> list[str]:
     """The markers found in ``text`` as whole tokens, case-sensitively.
 

@@ -4,14 +4,21 @@ and indirect questions. And those inside the groups do get it, cited."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.conftest import SampleProject, auth
-from tests.integration.corpus import Document, distinctive_markers, documents, leaks, question_cases
+from tests.integration.corpus import (
+    Document,
+    distinctive_markers,
+    documents,
+    leaks,
+    question_cases,
+    sse_strings,
+    strings_of,
+)
 
 HR_QUESTION = "What is the salary band for a Senior Software Engineer (L5)?"
 
@@ -71,7 +78,7 @@ def test_outsiders_never_see_restricted_documents(
             markers = distinctive_markers(doc, readable, case["answer_contains"], case["question"])
             body, trace = _ask(client, sample_project.keys[principal], case["question"])
             asked += 1
-            for where, text in (("response", json.dumps(body)), ("trace", json.dumps(trace))):
+            for where, text in (("response", strings_of(body)), ("trace", strings_of(trace))):
                 leaked = leaks(text, markers)
                 if leaked:
                     failures.append(f"{case['id']} as {principal}: {doc.path} leaked in {where}: {leaked[:5]}")
@@ -93,7 +100,7 @@ def test_outsiders_streaming_never_see_restricted_documents(
         readable = [d for d in corpus if d.readable_by(groups)]
         markers = distinctive_markers(doc, readable, case["answer_contains"], case["question"])
         raw = _stream(client, sample_project.keys[principal], case["question"])
-        leaked = leaks(raw, markers)
+        leaked = leaks(sse_strings(raw), markers)
         if leaked:
             failures.append(f"{case['id']}: {doc.path} leaked in stream: {leaked[:5]}")
     assert failures == []
@@ -112,7 +119,7 @@ def test_hr_gets_a_cited_answer_and_engineering_gets_no_answer(
     assert eng["citations"] == []
     readable = [d for d in corpus if d.readable_by(frozenset({"engineering", "everyone"}))]
     markers = distinctive_markers(bands, readable, ["78,000", "96,000"], HR_QUESTION)
-    assert leaks(json.dumps(eng) + json.dumps(trace), markers) == []
+    assert leaks(strings_of(eng) + strings_of(trace), markers) == []
 
 
 def test_insiders_get_their_documents_cited(

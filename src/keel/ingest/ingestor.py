@@ -326,19 +326,7 @@ class Ingestor:
         return str(value) if value is not None else None
 
     def _publish(self, rows: Sequence[sqlite3.Row], fingerprint: str, report: IngestReport, notify: Progress) -> int:
-        passages = [
-            PassageRecord(
-                chunk_id=r["chunk_id"],
-                doc_id=r["doc_id"],
-                title=r["title"],
-                path=r["path"],
-                heading=r["heading"],
-                text=r["text"],
-                groups=tuple(json.loads(r["groups_json"])),
-                text_sha256=r["text_sha256"],
-            )
-            for r in rows
-        ]
+        passages = [PassageRecord(**PassageRecord.fields_of(r)) for r in rows]
         dim = self._embedder.dim
         vectors = (
             np.vstack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])

@@ -48,6 +48,20 @@ class PassageRecord:
     groups: tuple[str, ...]
     text_sha256: str
 
+    @staticmethod
+    def fields_of(row: sqlite3.Row) -> dict[str, Any]:
+        """Constructor arguments from a database row with the same column names (groups as JSON)."""
+        return {
+            "chunk_id": row["chunk_id"],
+            "doc_id": row["doc_id"],
+            "title": row["title"],
+            "path": row["path"],
+            "heading": row["heading"],
+            "text": row["text"],
+            "groups": tuple(json.loads(row["groups_json"])),
+            "text_sha256": row["text_sha256"],
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class Passage(PassageRecord):
@@ -195,19 +209,7 @@ class IndexSnapshot:
         out = []
         for row in rows:
             r = found[int(row)]
-            out.append(
-                Passage(
-                    row=int(row),
-                    chunk_id=r["chunk_id"],
-                    doc_id=r["doc_id"],
-                    title=r["title"],
-                    path=r["path"],
-                    heading=r["heading"],
-                    text=r["text"],
-                    groups=tuple(json.loads(r["groups_json"])),
-                    text_sha256=r["text_sha256"],
-                )
-            )
+            out.append(Passage(row=int(row), **PassageRecord.fields_of(r)))
         return out
 
     def passage_by_id(self, chunk_id: str) -> Passage | None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from keel.contract import Contract
+from keel.contract import Contract, ModelSpec
 from keel.errors import ModelUnavailable
-from keel.models import ChatMessage, GenerationRequest
+from keel.models import ChatMessage, GenerationRequest, StreamDelta
 from keel.models.registry import ModelRegistry, cost_usd
 from keel.pipeline.citations import citation_for
 from keel.pipeline.context import Citation, Degradation, RequestContext
@@ -51,74 +51,52 @@ class GenerateStage:
         else:
             await self._plain(ctx)
 
+    def _request(self, ctx: RequestContext, spec: ModelSpec, messages: list[ChatMessage]) -> GenerationRequest:
+        return GenerationRequest(
+            messages=messages,
+            max_tokens=min(ctx.max_tokens or spec.max_output_tokens, spec.max_output_tokens),
+            temperature=spec.temperature if ctx.temperature is None else ctx.temperature,
+        )
+
     async def _grounded(self, ctx: RequestContext) -> None:
         assert ctx.evidence is not None and ctx.model is not None
-        span = ctx.current_span
         passages = ctx.evidence.passages
         template = self._prompts.get(ctx.app.pins.prompt or DEFAULT_PROMPT)
         ctx.prompt_ref = template.ref
-        numbered = "\n\n".join(f"[{i}] {_passage_label(h)}\n{h.passage.text}" for i, h in enumerate(passages, 1))
-        messages = template.render(passages=numbered, question=ctx.question)
+        numbered = "\n\n".join(f"[{i}] ({h.passage.heading})\n{h.passage.text}" for i, h in enumerate(passages, 1))
         spec = self._contract.model(ctx.model)
-        facts = [PassageFacts.of(h.passage.text, h.passage.heading) for h in passages]
-        q_terms = frozenset(content_terms(ctx.question))
-        kept: list[GroundedSentence] = []
-        dropped = 0
-        answer = _AnswerBuilder(ctx, passages)
+        request = self._request(ctx, spec, template.render(passages=numbered, question=ctx.question))
+        grounder = _Grounder(ctx, passages)
+        generated: list[str] = []
         buffer = ""
-        generated = ""
         try:
-            provider = self._models.get(ctx.model)
-            request = GenerationRequest(
-                messages=messages,
-                max_tokens=min(ctx.max_tokens or spec.max_output_tokens, spec.max_output_tokens),
-                temperature=spec.temperature if ctx.temperature is None else ctx.temperature,
-            )
-            async for delta in provider.stream(request):
-                buffer += delta.text
-                generated += delta.text
-                if delta.completion is not None:
-                    ctx.usage.prompt_tokens += delta.completion.prompt_tokens
-                    ctx.usage.completion_tokens += delta.completion.completion_tokens
-                    ctx.cost_usd += cost_usd(spec, delta.completion)
-                    ctx.finish_reason = delta.completion.finish_reason
-                complete, buffer = _complete_sentences(buffer)
-                for sentence in complete:
-                    grounded = ground_sentence(sentence, facts, question_terms=q_terms)
-                    if grounded is None:
-                        dropped += 1
-                    else:
-                        kept.append(grounded)
-                        await answer.add(grounded.text, grounded.passage)
-            for sentence in _all_sentences(buffer):
-                grounded = ground_sentence(sentence, facts, question_terms=q_terms)
-                if grounded is None:
-                    dropped += 1
-                else:
-                    kept.append(grounded)
-                    await answer.add(grounded.text, grounded.passage)
+            async for delta in self._models.get(ctx.model).stream(request):
+                generated.append(delta.text)
+                _account(ctx, spec, delta)
+                complete, buffer = _complete_sentences(buffer + delta.text)
+                await grounder.consider(complete)
+            await grounder.consider(_all_sentences(buffer))
         except ModelUnavailable as exc:
             log.warning("model %s unavailable: %s", ctx.model, exc.message)
             ctx.degraded.append(Degradation(component=f"model:{ctx.model}", reason=exc.message))
-        on_topic = any(content_terms(g.text) & q_terms for g in kept)
-        if kept and on_topic:
+        if grounder.kept and grounder.on_topic():
             strategy = "generated"
         else:
             extracted = extract_answer(ctx.question, [(h.passage.heading, h.passage.text) for h in passages])
             for item in extracted:
-                await answer.add(item.text, item.passage)
-            strategy = ("generated+extractive" if kept else "extractive") if extracted else "none"
-        ctx.answer = answer.text()
-        ctx.citations = answer.citations()
+                await grounder.answer.add(item.text, item.passage)
+            strategy = ("generated+extractive" if grounder.kept else "extractive") if extracted else "none"
+        ctx.answer = grounder.answer.text()
+        ctx.citations = grounder.answer.citations()
         ctx.answer_strategy = strategy
-        span.decide(
+        ctx.current_span.decide(
             strategy,
             model=ctx.model,
             prompt=template.ref,
             passages=[h.passage.chunk_id for h in passages],
-            generated_chars=len(generated),
-            sentences_kept=len(kept),
-            sentences_dropped=dropped,
+            generated_chars=len("".join(generated)),
+            sentences_kept=len(grounder.kept),
+            sentences_dropped=grounder.dropped,
             prompt_tokens=ctx.usage.prompt_tokens,
             completion_tokens=ctx.usage.completion_tokens,
             finish_reason=ctx.finish_reason,
@@ -127,23 +105,13 @@ class GenerateStage:
     async def _plain(self, ctx: RequestContext) -> None:
         assert ctx.model is not None
         spec = self._contract.model(ctx.model)
-        provider = self._models.get(ctx.model)
-        messages = [*ctx.history, ChatMessage(role="user", content=ctx.question)]
-        request = GenerationRequest(
-            messages=messages,
-            max_tokens=min(ctx.max_tokens or spec.max_output_tokens, spec.max_output_tokens),
-            temperature=spec.temperature if ctx.temperature is None else ctx.temperature,
-        )
+        request = self._request(ctx, spec, [*ctx.history, ChatMessage(role="user", content=ctx.question)])
         parts: list[str] = []
-        async for delta in provider.stream(request):
+        async for delta in self._models.get(ctx.model).stream(request):
             if delta.text:
                 parts.append(delta.text)
                 await ctx.emit(delta.text)
-            if delta.completion is not None:
-                ctx.usage.prompt_tokens += delta.completion.prompt_tokens
-                ctx.usage.completion_tokens += delta.completion.completion_tokens
-                ctx.cost_usd += cost_usd(spec, delta.completion)
-                ctx.finish_reason = delta.completion.finish_reason
+            _account(ctx, spec, delta)
         ctx.answer = "".join(parts).strip()
         ctx.answer_strategy = "plain"
         ctx.current_span.decide(
@@ -153,6 +121,40 @@ class GenerateStage:
             completion_tokens=ctx.usage.completion_tokens,
             finish_reason=ctx.finish_reason,
         )
+
+
+def _account(ctx: RequestContext, spec: ModelSpec, delta: StreamDelta) -> None:
+    """Add a finished completion's tokens and cost to the request."""
+    if delta.completion is None:
+        return
+    ctx.usage.prompt_tokens += delta.completion.prompt_tokens
+    ctx.usage.completion_tokens += delta.completion.completion_tokens
+    ctx.cost_usd += cost_usd(spec, delta.completion)
+    ctx.finish_reason = delta.completion.finish_reason
+
+
+class _Grounder:
+    """Checks generated sentences against the passages, keeping (and streaming) the supported ones."""
+
+    def __init__(self, ctx: RequestContext, passages: list[Hit]) -> None:
+        self.answer = _AnswerBuilder(ctx, passages)
+        self.kept: list[GroundedSentence] = []
+        self.dropped = 0
+        self._facts = [PassageFacts.of(h.passage.text, h.passage.heading) for h in passages]
+        self._question_terms = frozenset(content_terms(ctx.question))
+
+    async def consider(self, sentences: list[str]) -> None:
+        for sentence in sentences:
+            grounded = ground_sentence(sentence, self._facts, question_terms=self._question_terms)
+            if grounded is None:
+                self.dropped += 1
+            else:
+                self.kept.append(grounded)
+                await self.answer.add(grounded.text, grounded.passage)
+
+    def on_topic(self) -> bool:
+        """Whether any kept sentence speaks to the question at all."""
+        return any(content_terms(g.text) & self._question_terms for g in self.kept)
 
 
 class _AnswerBuilder:
@@ -203,7 +205,3 @@ def _complete_sentences(buffer: str) -> tuple[list[str], str]:
 
 def _all_sentences(text: str) -> list[str]:
     return [s for line in text.split("\n") for s in sentences(line)]
-
-
-def _passage_label(hit: Hit) -> str:
-    return f"({hit.passage.heading})"
