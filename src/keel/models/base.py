@@ -19,12 +19,19 @@ class ChatMessage:
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
-    """What to generate."""
+    """What to generate.
+
+    ``messages`` is what a language model reads. ``question`` and ``passages``
+    (heading, text) carry the same request in structured form, for providers that
+    compose an answer without a language model.
+    """
 
     messages: list[ChatMessage]
     max_tokens: int
     temperature: float = 0.0
     stop: list[str] = field(default_factory=list)
+    question: str = ""
+    passages: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

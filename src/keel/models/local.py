@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.contract import ModelSpec
-from keel.errors import ConfigError, ModelUnavailable
+from keel.errors import ConfigError, ModelUnavailable, UpstreamTimeout
 from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta
 
 __all__ = ["LocalLlamaProvider", "resolve_model_path"]
@@ -117,22 +117,24 @@ class LocalLlamaProvider:
                 put(exc)
 
         future = loop.run_in_executor(self._executor, run)
-        deadline = loop.time() + self._spec.timeout_s
+        timeouts = self._spec.timeouts
+        deadline = loop.time() + timeouts.total_s
+        first = True
         try:
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise ModelUnavailable(f"The model {self.name} did not finish within {self._spec.timeout_s:g}s.")
+                limit = min(timeouts.first_token_s if first else timeouts.stall_s, deadline - loop.time())
+                if limit <= 0:
+                    raise UpstreamTimeout(f"The model {self.name} did not finish within {timeouts.total_s:g}s.")
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=remaining)
+                    item = await asyncio.wait_for(queue.get(), timeout=limit)
                 except TimeoutError:
-                    raise ModelUnavailable(
-                        f"The model {self.name} did not finish within {self._spec.timeout_s:g}s."
-                    ) from None
+                    what = "start answering" if first else "continue its answer"
+                    raise UpstreamTimeout(f"The model {self.name} did not {what} within {limit:g}s.") from None
                 if item is None:
                     break
                 if isinstance(item, BaseException):
                     raise ModelUnavailable(f"The model {self.name} failed: {type(item).__name__}") from item
+                first = False
                 yield item
         finally:
             cancel.set()

@@ -6,13 +6,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from keel.contract import App
 from keel.identity import Principal
 from keel.models.base import ChatMessage
+from keel.retrieval.evidence import Evidence, PassageEvidence, QuestionTerms
 from keel.retrieval.search import Hit
 from keel.tracing.trace import Span, Trace
 
 __all__ = [
+    "CacheOutcome",
     "Citation",
     "Degradation",
     "Evidence",
@@ -25,6 +30,9 @@ __all__ = [
 
 Mode = Literal["answer", "no_answer", "sources_only", "clarify", "handoff", "refused"]
 """How a request was served."""
+
+CacheOutcome = Literal["off", "miss", "exact", "semantic"]
+"""Whether the answer came from a cache."""
 
 StreamSink = Callable[[str], Awaitable[None]]
 """Receives answer text as it is verified, when the caller streams."""
@@ -52,23 +60,13 @@ class Degradation:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Evidence:
-    """How well the retrieved passages support answering."""
-
-    sufficient: bool
-    best_dense: float | None
-    best_coverage: float
-    reason: str
-    passages: list[Hit]
-    """The passages given to generation (relevant ones, best first)."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class RouteDecision:
-    """Which model serves the request, or why none does."""
+    """Which models may serve the request, in order, or why none does."""
 
     model: str | None
     reason: str
+    candidates: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -97,7 +95,13 @@ class RequestContext:
     stream: StreamSink | None = None
     principal: Principal | None = None
     hits: list[Hit] = field(default_factory=list)
+    query_vector: NDArray[np.float32] | None = None
+    question_terms: QuestionTerms | None = None
+    assessed: list[PassageEvidence] = field(default_factory=list)
     evidence: Evidence | None = None
+    cache: CacheOutcome = "off"
+    clarify_topics: list[Hit] = field(default_factory=list)
+    handoff_id: str | None = None
     route: RouteDecision | None = None
     prompt_ref: str | None = None
     model: str | None = None

@@ -25,6 +25,8 @@ _MARKER = re.compile(r"\[(\d{1,2})\]")
 _FILLER_TERMS = content_terms(
     "answer passage passages question according based provided information document context source sources cited yes no"
 )
+_LABEL = re.compile(r"^\(?[^()]*>[^()]*\)?\.?$|^\([^()]*\)\.?$")
+"""A passage label such as "(Handbook > Leave)" copied from the prompt: never an answer."""
 MIN_COVERAGE = 0.75
 MIN_TERMS = 2
 
@@ -96,6 +98,8 @@ def ground_sentence(
     text, cited = split_citations(sentence)
     sentence_terms = content_terms(text) - _FILLER_TERMS
     if len(sentence_terms) < MIN_TERMS or text.endswith("?") or sentence_terms <= question_terms:
+        return None
+    if _LABEL.match(text):
         return None
     stated = numbers(text)
     best: tuple[float, int] | None = None

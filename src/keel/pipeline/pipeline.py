@@ -82,11 +82,20 @@ class Pipeline:
             "model": ctx.model,
             "prompt": ctx.prompt_ref,
             "index_version": ctx.index_version,
-            "route": {"model": ctx.route.model, "reason": ctx.route.reason} if ctx.route else None,
+            "route": {
+                "model": ctx.route.model,
+                "reason": ctx.route.reason,
+                "candidates": ctx.route.candidates,
+                "skipped": [{"model": m, "reason": r} for m, r in ctx.route.skipped],
+            }
+            if ctx.route
+            else None,
             "usage": {"prompt_tokens": ctx.usage.prompt_tokens, "completion_tokens": ctx.usage.completion_tokens},
             "cost_usd": ctx.cost_usd,
             "degraded": [{"component": d.component, "reason": d.reason} for d in ctx.degraded],
             "guard_verdicts": ctx.guard_verdicts,
+            "cache": ctx.cache,
+            "handoff_id": ctx.handoff_id,
             "latency_ms": round(latency, 2),
         }
         self._traces.save(

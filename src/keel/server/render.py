@@ -37,6 +37,8 @@ def keel_extras(ctx: RequestContext) -> dict[str, Any]:
         "app": ctx.app.name,
         "index_version": ctx.index_version,
         "prompt": ctx.prompt_ref,
+        "cache": ctx.cache,
+        "handoff_id": ctx.handoff_id,
     }
 
 
@@ -54,6 +56,8 @@ def ask_body(ctx: RequestContext) -> dict[str, Any]:
         "degraded": [{"component": d.component, "reason": d.reason} for d in ctx.degraded],
         "index_version": ctx.index_version,
         "prompt": ctx.prompt_ref,
+        "cache": ctx.cache,
+        "handoff_id": ctx.handoff_id,
     }
 
 

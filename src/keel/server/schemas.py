@@ -15,6 +15,7 @@ __all__ = [
     "DegradationOut",
     "ErrorBody",
     "ErrorEnvelope",
+    "HandoffAnswer",
     "UsageOut",
 ]
 
@@ -71,6 +72,16 @@ class AskResponse(BaseModel):
     degraded: list[DegradationOut]
     index_version: int | None
     prompt: str | None
+    cache: Literal["off", "miss", "exact", "semantic"] = Field(description="Whether the answer came from a cache.")
+    handoff_id: str | None = Field(None, description="The hand-off created when mode is handoff.")
+
+
+class HandoffAnswer(BaseModel):
+    """A reviewer's answer to a hand-off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str = Field(min_length=1, max_length=20_000)
 
 
 class ChatMessageIn(BaseModel):

@@ -66,4 +66,37 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX traces_principal ON traces(tenant, principal_id, created_at)",
         "CREATE INDEX traces_created ON traces(created_at)",
     ],
+    # 2: cost ledger and hand-off queue
+    [
+        """CREATE TABLE spend (
+            request_id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            day TEXT NOT NULL,
+            month TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            app TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL
+        )""",
+        "CREATE INDEX spend_app_day ON spend(app, day)",
+        "CREATE INDEX spend_tenant_day ON spend(tenant, day)",
+        "CREATE INDEX spend_month ON spend(month)",
+        """CREATE TABLE handoffs (
+            handoff_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            tenant TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            app TEXT NOT NULL,
+            question TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('open', 'answered', 'closed')),
+            answer TEXT,
+            handled_by TEXT,
+            handled_at REAL
+        )""",
+        "CREATE INDEX handoffs_tenant_status ON handoffs(tenant, status, created_at)",
+    ],
 ]

@@ -60,3 +60,11 @@ def test_questions_and_restatements_of_the_question_are_dropped() -> None:
     assert ground_sentence("When are salaries paid?", [payroll], question_terms=question_terms) is None
     assert ground_sentence("Salaries are paid.", [payroll], question_terms=question_terms) is None
     assert ground_sentence("Salaries are paid on the 25th.", [payroll], question_terms=question_terms) is not None
+
+
+def test_a_copied_passage_label_is_not_an_answer() -> None:
+    policy = PassageFacts.of(
+        "Every employee gets a Lockbox account, our password manager.", "Password policy > Manager"
+    )
+    assert ground_sentence("(Password policy > Manager).", [policy]) is None
+    assert ground_sentence("Password policy > Manager", [policy]) is None

@@ -1,29 +1,40 @@
-"""generate: a grounded answer from the permitted passages, or a plain chat turn.
+"""generate: an answer from the routed models, tried in order, kept only where the passages support it.
 
 For apps that use retrieval, the selected passages are numbered into the app's
-prompt template and the model is asked for an answer with ``[n]`` citations. Its
-output is checked sentence by sentence as it arrives (see
-:mod:`keel.pipeline.grounding`): supported sentences are kept (and streamed) with a
-citation Keel verified; unsupported ones are dropped. When nothing the model said is
-supported, or it says nothing about the question, or the model fails, the answer is
-composed from the passages' own sentences instead (:mod:`keel.pipeline.extractive`).
+prompt template and each candidate model (cheapest first, see the route stage) is
+asked in turn for an answer with ``[n]`` citations. Its output is checked sentence
+by sentence as it arrives (see :mod:`keel.pipeline.grounding`): supported sentences
+are kept (and streamed) with a citation Keel verified; unsupported ones are
+dropped. When nothing the model said is supported, the answer is composed from the
+passages' own sentences instead (:mod:`keel.models.extractive`).
+
+A model that fails (timeout, breaker open, 429, 5xx, malformed or stalled stream)
+is named in ``degraded`` and the next candidate is tried, unless text has already
+reached the caller. Each call first reserves its worst-case cost against the
+budgets; the actual cost is written to the ledger once, when the call succeeds.
+When every candidate fails, the contract's fallback chain decides the mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import ClassVar
 
 from keel.contract import Contract, ModelSpec
-from keel.errors import ModelUnavailable
+from keel.errors import UpstreamError
 from keel.models import ChatMessage, GenerationRequest, StreamDelta
-from keel.models.registry import ModelRegistry, cost_usd
+from keel.models.extractive import SentenceScorer, extract_answer
+from keel.models.registry import ModelRegistry, cost_usd, estimate_cost_usd
+from keel.ops.costs import CostLedger
 from keel.pipeline.citations import citation_for
 from keel.pipeline.context import Citation, Degradation, RequestContext
-from keel.pipeline.extractive import extract_answer
+from keel.pipeline.fallback import apply_fallback
 from keel.pipeline.grounding import GroundedSentence, PassageFacts, ground_sentence
 from keel.pipeline.prompts import PromptLibrary
 from keel.retrieval.search import Hit
+from keel.routing.budgets import BudgetGuard
 from keel.text import content_terms, sentences
 
 __all__ = ["GenerateStage"]
@@ -31,69 +42,161 @@ __all__ = ["GenerateStage"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "answer"
+RELEVANCE_RATIO = 0.75
+"""A generated answer stands alone only if it contains at least this share of what the best passage sentence does."""
 
 
 class GenerateStage:
-    """Calls the routed model and keeps only what the passages support."""
+    """Calls the routed models in order and keeps only what the passages support."""
 
     name: ClassVar[str] = "generate"
     always_runs: ClassVar[bool] = False
 
-    def __init__(self, contract: Contract, *, models: ModelRegistry, prompts: PromptLibrary) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        models: ModelRegistry,
+        prompts: PromptLibrary,
+        budgets: BudgetGuard,
+        ledger: CostLedger,
+    ) -> None:
         self._contract = contract
         self._models = models
         self._prompts = prompts
+        self._budgets = budgets
+        self._ledger = ledger
 
     async def run(self, ctx: RequestContext) -> None:
-        """Fill ``ctx.answer``, ``ctx.citations``, ``ctx.usage`` and ``ctx.cost_usd``."""
-        if ctx.app.retrieval:
-            await self._grounded(ctx)
-        else:
-            await self._plain(ctx)
+        """Fill ``ctx.answer``, ``ctx.citations``, ``ctx.usage`` and ``ctx.cost_usd`` (or set a fallback mode)."""
+        assert ctx.route is not None
+        attempts: list[dict[str, object]] = []
+        served = False
+        for name in ctx.route.candidates:
+            spec = self._contract.model(name)
+            outcome = await self._attempt(ctx, spec)
+            attempts.append({"model": name, "outcome": outcome})
+            if outcome == "ok":
+                ctx.model = name
+                served = True
+                break
+            if ctx.streamed_text:
+                # Text already reached the caller: finish with it rather than start another answer.
+                served = True
+                break
+        span = ctx.current_span
+        if not served:
+            why = "; ".join(f"{a['model']}: {a['outcome']}" for a in attempts)
+            step = apply_fallback(ctx, self._contract.routing.fallback, why)
+            span.decide(step, attempts=attempts, reason=why)
+            return
+        span.set(attempts=attempts)
+
+    async def _attempt(self, ctx: RequestContext, spec: ModelSpec) -> str:
+        """Try one model; returns ``ok`` or the failure's reason."""
+        assert ctx.principal is not None
+        messages = self._messages(ctx)
+        request = self._request(ctx, spec, messages)
+        prompt_tokens = sum(len(m.content) for m in messages) // 4 + 1
+        estimate = estimate_cost_usd(spec, prompt_tokens, request.max_tokens)
+        reservation = self._budgets.reserve(app=ctx.app.name, tenant=ctx.principal.tenant, amount=estimate)
+        if reservation is None:
+            reason = "budget would be exceeded"
+            ctx.degraded.append(Degradation(component=f"budget:{spec.name}", reason=reason))
+            return reason
+        started = time.perf_counter()
+        try:
+            if ctx.app.retrieval:
+                await self._grounded(ctx, spec, request)
+            else:
+                await self._plain(ctx, spec, request)
+        except UpstreamError as exc:
+            log.warning("model %s failed for %s: %s", spec.name, ctx.request_id, exc.code)
+            ctx.degraded.append(Degradation(component=f"model:{spec.name}", reason=exc.message))
+            return exc.code
+        finally:
+            self._budgets.release(reservation)
+        self._models.observe_latency(spec.name, (time.perf_counter() - started) * 1000)
+        if ctx.usage.prompt_tokens or ctx.usage.completion_tokens or ctx.cost_usd:
+            await asyncio.to_thread(
+                self._ledger.record,
+                request_id=ctx.request_id,
+                when=time.time(),
+                tenant=ctx.principal.tenant,
+                app=ctx.app.name,
+                model=spec.name,
+                prompt_tokens=ctx.usage.prompt_tokens,
+                completion_tokens=ctx.usage.completion_tokens,
+                cost_usd=ctx.cost_usd,
+            )
+        if ctx.app.retrieval and ctx.answer_strategy == "none":
+            return "no verifiable answer"
+        return "ok"
+
+    def _messages(self, ctx: RequestContext) -> list[ChatMessage]:
+        if not ctx.app.retrieval:
+            return [*ctx.history, ChatMessage(role="user", content=ctx.question)]
+        assert ctx.evidence is not None
+        template = self._prompts.get(ctx.app.pins.prompt or DEFAULT_PROMPT)
+        ctx.prompt_ref = template.ref
+        numbered = "\n\n".join(
+            f"[{i}] ({h.passage.heading})\n{h.passage.text}" for i, h in enumerate(ctx.evidence.passages, 1)
+        )
+        return template.render(passages=numbered, question=ctx.question)
 
     def _request(self, ctx: RequestContext, spec: ModelSpec, messages: list[ChatMessage]) -> GenerationRequest:
+        passages = ctx.evidence.passages if ctx.evidence is not None else []
         return GenerationRequest(
             messages=messages,
             max_tokens=min(ctx.max_tokens or spec.max_output_tokens, spec.max_output_tokens),
             temperature=spec.temperature if ctx.temperature is None else ctx.temperature,
+            question=ctx.question,
+            passages=[(h.passage.heading, h.passage.text) for h in passages],
         )
 
-    async def _grounded(self, ctx: RequestContext) -> None:
-        assert ctx.evidence is not None and ctx.model is not None
+    async def _grounded(self, ctx: RequestContext, spec: ModelSpec, request: GenerationRequest) -> None:
+        assert ctx.evidence is not None
         passages = ctx.evidence.passages
-        template = self._prompts.get(ctx.app.pins.prompt or DEFAULT_PROMPT)
-        ctx.prompt_ref = template.ref
-        numbered = "\n\n".join(f"[{i}] ({h.passage.heading})\n{h.passage.text}" for i, h in enumerate(passages, 1))
-        spec = self._contract.model(ctx.model)
-        request = self._request(ctx, spec, template.render(passages=numbered, question=ctx.question))
         grounder = _Grounder(ctx, passages)
         generated: list[str] = []
         buffer = ""
         try:
-            async for delta in self._models.get(ctx.model).stream(request):
+            async for delta in self._models.get(spec.name).stream(request):
                 generated.append(delta.text)
                 _account(ctx, spec, delta)
                 complete, buffer = _complete_sentences(buffer + delta.text)
                 await grounder.consider(complete)
             await grounder.consider(_all_sentences(buffer))
-        except ModelUnavailable as exc:
-            log.warning("model %s unavailable: %s", ctx.model, exc.message)
-            ctx.degraded.append(Degradation(component=f"model:{ctx.model}", reason=exc.message))
-        if grounder.kept and grounder.on_topic():
-            strategy = "generated"
+        except UpstreamError:
+            if not grounder.kept:
+                raise
+            # Verified text already went out; keep it and say the answer was cut short.
+            self._finish(ctx, grounder, "generated (interrupted)", spec, generated)
+            raise
+        extracted = extract_answer(ctx.question, [(h.passage.heading, h.passage.text) for h in passages])
+        best_extracted = extracted[0].score if extracted else 0.0
+        if grounder.kept and grounder.relevance() >= RELEVANCE_RATIO * best_extracted:
+            strategy = "generated" if spec.provider != "extractive" else "extractive"
         else:
-            extracted = extract_answer(ctx.question, [(h.passage.heading, h.passage.text) for h in passages])
+            # Nothing verified, or only verified sentences that answer less of the question than the
+            # passages' own best sentence does: add (or use) the extractive answer.
             for item in extracted:
                 await grounder.answer.add(item.text, item.passage)
             strategy = ("generated+extractive" if grounder.kept else "extractive") if extracted else "none"
+        self._finish(ctx, grounder, strategy, spec, generated)
+
+    def _finish(
+        self, ctx: RequestContext, grounder: _Grounder, strategy: str, spec: ModelSpec, generated: list[str]
+    ) -> None:
         ctx.answer = grounder.answer.text()
         ctx.citations = grounder.answer.citations()
         ctx.answer_strategy = strategy
         ctx.current_span.decide(
             strategy,
-            model=ctx.model,
-            prompt=template.ref,
-            passages=[h.passage.chunk_id for h in passages],
+            model=spec.name,
+            tier=spec.tier,
+            prompt=ctx.prompt_ref,
+            passages=[h.passage.chunk_id for h in grounder.passages],
             generated_chars=len("".join(generated)),
             sentences_kept=len(grounder.kept),
             sentences_dropped=grounder.dropped,
@@ -102,12 +205,9 @@ class GenerateStage:
             finish_reason=ctx.finish_reason,
         )
 
-    async def _plain(self, ctx: RequestContext) -> None:
-        assert ctx.model is not None
-        spec = self._contract.model(ctx.model)
-        request = self._request(ctx, spec, [*ctx.history, ChatMessage(role="user", content=ctx.question)])
+    async def _plain(self, ctx: RequestContext, spec: ModelSpec, request: GenerationRequest) -> None:
         parts: list[str] = []
-        async for delta in self._models.get(ctx.model).stream(request):
+        async for delta in self._models.get(spec.name).stream(request):
             if delta.text:
                 parts.append(delta.text)
                 await ctx.emit(delta.text)
@@ -116,7 +216,8 @@ class GenerateStage:
         ctx.answer_strategy = "plain"
         ctx.current_span.decide(
             "plain",
-            model=ctx.model,
+            model=spec.name,
+            tier=spec.tier,
             prompt_tokens=ctx.usage.prompt_tokens,
             completion_tokens=ctx.usage.completion_tokens,
             finish_reason=ctx.finish_reason,
@@ -137,14 +238,16 @@ class _Grounder:
     """Checks generated sentences against the passages, keeping (and streaming) the supported ones."""
 
     def __init__(self, ctx: RequestContext, passages: list[Hit]) -> None:
+        self.passages = passages
         self.answer = _AnswerBuilder(ctx, passages)
         self.kept: list[GroundedSentence] = []
         self.dropped = 0
         self._facts = [PassageFacts.of(h.passage.text, h.passage.heading) for h in passages]
         self._question_terms = frozenset(content_terms(ctx.question))
+        self._scorer = SentenceScorer(ctx.question, [(h.passage.heading, h.passage.text) for h in passages])
 
-    async def consider(self, sentences: list[str]) -> None:
-        for sentence in sentences:
+    async def consider(self, candidates: list[str]) -> None:
+        for sentence in candidates:
             grounded = ground_sentence(sentence, self._facts, question_terms=self._question_terms)
             if grounded is None:
                 self.dropped += 1
@@ -152,9 +255,9 @@ class _Grounder:
                 self.kept.append(grounded)
                 await self.answer.add(grounded.text, grounded.passage)
 
-    def on_topic(self) -> bool:
-        """Whether any kept sentence speaks to the question at all."""
-        return any(content_terms(g.text) & self._question_terms for g in self.kept)
+    def relevance(self) -> float:
+        """How much of the question the best kept sentence contains (the extractive tier's measure)."""
+        return max((self._scorer.score(g.text, g.passage) for g in self.kept), default=0.0)
 
 
 class _AnswerBuilder:

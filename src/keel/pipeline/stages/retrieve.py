@@ -8,8 +8,8 @@ from typing import ClassVar
 
 from keel.contract import RetrievalSettings
 from keel.pipeline.context import Degradation, RequestContext
-from keel.pipeline.evidence import PassageEvidence, QuestionTerms, assess_evidence
 from keel.retrieval.embedder import Embedder
+from keel.retrieval.evidence import PassageEvidence, QuestionTerms, assess_evidence
 from keel.retrieval.search import Hit, hybrid_search, readable_document_frequency
 from keel.retrieval.versions import IndexStore
 from keel.text import content_terms
@@ -64,8 +64,11 @@ class RetrieveStage:
 
         hits, question = await asyncio.to_thread(search)
         ctx.hits = hits
+        ctx.query_vector = vector
+        ctx.question_terms = question
         evidence, assessed = assess_evidence(question, hits, settings, top_k=ctx.top_k)
         ctx.evidence = evidence
+        ctx.assessed = assessed
         chosen = {h.passage.chunk_id for h in evidence.passages}
         span.decide(
             "evidence" if evidence.sufficient else "no_evidence",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from keel.contract import RetrievalSettings
-from keel.pipeline.evidence import QuestionTerms, assess_evidence
+from keel.retrieval.evidence import QuestionTerms, assess_evidence
 from keel.retrieval.search import Hit
 from keel.retrieval.snapshot import Passage
 

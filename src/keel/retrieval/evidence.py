@@ -26,11 +26,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keel.contract import RetrievalSettings
-from keel.pipeline.context import Evidence
 from keel.retrieval.search import Hit
 from keel.text import QUESTION_WORDS, content_terms
 
-__all__ = ["PassageEvidence", "QuestionTerms", "assess_evidence"]
+__all__ = ["Evidence", "PassageEvidence", "QuestionTerms", "assess_evidence"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """How well the retrieved passages support answering."""
+
+    sufficient: bool
+    best_dense: float | None
+    best_coverage: float
+    reason: str
+    passages: list[Hit]
+    """The passages given to generation (relevant ones, best first)."""
+
 
 _LEXICAL_ONLY_COVERAGE = 0.75
 

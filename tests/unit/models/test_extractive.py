@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keel.pipeline.extractive import extract_answer
+from keel.models.extractive import extract_answer
 
 PASSAGES = [
     ("Handbook > Leave", "Leave requests go through Harbor. Staff are entitled to 27 days of annual leave per year."),

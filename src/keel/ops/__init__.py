@@ -1,0 +1,1 @@
+"""Operations: cost accounting, hand-offs."""

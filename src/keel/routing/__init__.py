@@ -1,0 +1,1 @@
+"""Cheap-first routing: permission-scoped caches, tier choice, budgets, clarification."""
