@@ -29,6 +29,17 @@ from keel.routing.planner import plan_route
 __all__ = ["RouteStage", "cache_scope"]
 
 PROMPT_OVERHEAD_TOKENS = 120
+SOURCE_MARGIN = 0.1
+"""Documents whose best passage is this close to the best one count as sources the answer needs."""
+
+
+def _source_documents(passages: list[Hit]) -> int:
+    """How many documents the evidence really draws on (near-best passages only)."""
+    scores = [h.dense_score for h in passages if h.dense_score is not None]
+    if not scores:
+        return len({h.passage.doc_id for h in passages})
+    best = max(scores)
+    return len({h.passage.doc_id for h in passages if (h.dense_score or 0) >= best - SOURCE_MARGIN})
 
 
 def cache_scope(ctx: RequestContext, prompt: str) -> CacheScope:
@@ -88,9 +99,7 @@ class RouteStage:
                 ctx.route = RouteDecision(model=None, reason=f"ambiguous between {len(topics)} documents")
                 span.decide("clarify", reason=ctx.route.reason, cache=ctx.cache)
                 return
-            complexity = estimate_complexity(
-                ctx.question, len({h.passage.doc_id for h in evidence.passages}), routing.complexity
-            )
+            complexity = estimate_complexity(ctx.question, _source_documents(evidence.passages), routing.complexity)
         principal = ctx.principal
         assert principal is not None
         prompt_tokens = self._estimate_prompt_tokens(ctx)
