@@ -16,6 +16,7 @@ class ConcurrencyLimiter:
 
     def __init__(self, *, max_concurrency: int, max_queue: int, queue_timeout_s: float) -> None:
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
         self._max_queue = max_queue
         self._queue_timeout_s = queue_timeout_s
         self.in_flight = 0
@@ -23,7 +24,7 @@ class ConcurrencyLimiter:
 
     async def acquire(self, name: str) -> None:
         """Wait for a slot; raise :class:`ModelBusy` when the queue is full or the wait too long."""
-        if self._semaphore.locked() and self.waiting >= self._max_queue:
+        if self.in_flight + self.waiting >= self._max_concurrency + self._max_queue:
             raise ModelBusy(f"The model {name} is at capacity ({self.waiting} requests waiting).")
         self.waiting += 1
         try:
