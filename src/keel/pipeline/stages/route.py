@@ -124,6 +124,10 @@ class RouteStage:
         for model, why in plan.skipped:
             if why.startswith("budget"):
                 ctx.degraded.append(Degradation(component=f"budget:{model}", reason=why))
+            elif why == "circuit breaker open":
+                ctx.degraded.append(
+                    Degradation(component=f"model:{model}", reason="circuit breaker open after repeated failures")
+                )
         if candidates:
             ctx.model = candidates[0]
             span.decide(
