@@ -12,11 +12,10 @@ STAGES = ["identity", "guard_in", "retrieve", "route", "generate", "guard_out", 
 def test_answer_trace_has_every_stage_with_timing_and_decision(
     client: httpx.Client, sample_project: SampleProject
 ) -> None:
-    key = sample_project.keys["sam.staff"]
-    body = client.post(
-        "/v1/ask", json={"question": "How many days of annual leave do employees get?"}, headers=auth(key)
-    ).json()
-    assert body["mode"] == "answer"
+    key = sample_project.keys["fiona.fin"]
+    question = "How much is the home office allowance?"  # asked nowhere else: no cache hit
+    body = client.post("/v1/ask", json={"question": question}, headers=auth(key)).json()
+    assert body["mode"] == "answer" and body["cache"] == "miss"
     trace = client.get(f"/v1/traces/{body['request_id']}", headers=auth(key)).json()
     spans = trace["spans"]
     assert [s["name"] for s in spans] == STAGES
