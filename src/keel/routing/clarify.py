@@ -5,9 +5,11 @@ about equally; answering from one of them would be a guess. Keel asks back when 
 question has few content words, the best passages of two or more documents score
 within a small margin of each other and each contains every term of the question,
 and those documents are instances of one kind (their titles share a word, like
-"Office guide ..."). The clarifying question lists those documents, all of them
-readable by the caller. Different kinds of document that merely mention the same
-term (a glossary and a runbook) are not a reason to ask back.
+"Office guide ..."). A vaguer question still ("What is the limit?", one content word)
+is ambiguous whenever several documents answer it about equally, whatever they are.
+The clarifying question lists those documents, all of them readable by the caller.
+Otherwise, different kinds of document that merely mention the same term (a
+glossary and a runbook) are not a reason to ask back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = ["ambiguous_topics"]
 
 MAX_TOPICS = 5
 FULL_COVERAGE = 0.99
+VAGUE_TERMS = 1
 
 
 def ambiguous_topics(
@@ -45,5 +48,6 @@ def ambiguous_topics(
     ]
     if len(close) < 2 or len({a.hit.passage.title for a in close}) < 2:
         return []
+    vague = len(question.weights) <= VAGUE_TERMS
     shared = set.intersection(*(content_terms(a.hit.passage.title) for a in close))
-    return close[:MAX_TOPICS] if shared else []
+    return close[:MAX_TOPICS] if vague or shared else []

@@ -59,3 +59,9 @@ def test_a_clear_winner_or_a_specific_question_is_not() -> None:
         ambiguous_topics(long_q, [item("Office guide Leeds", 0.7), item("Office guide Porto", 0.69)], ClarifySettings())
         == []
     )
+
+
+def test_a_one_word_question_matching_unrelated_documents_is_ambiguous() -> None:
+    vague = QuestionTerms.of("What is the limit?", {"limit": 4}, 50)
+    topics = ambiguous_topics(vague, [item("API rate limits", 0.6), item("Code of conduct", 0.58)], ClarifySettings())
+    assert len(topics) == 2
