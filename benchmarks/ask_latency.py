@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,34 +28,10 @@ from typing import Any
 
 import httpx
 import yaml
+from common import bar, free_port, percentile
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "acme"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def bar(value: float, scale: float, width: int = 30) -> str:
-    """A horizontal bar of ``value`` against ``scale``."""
-    if scale <= 0:
-        return ""
-    n = value / scale * width
-    full = int(n)
-    return "█" * full + ("▌" if n - full >= 0.5 else "")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare(workdir: Path) -> tuple[Path, dict[str, str], list[dict[str, Any]]]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import bar, percentile
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "acme"
@@ -42,21 +43,6 @@ PARAPHRASES = [
     "Quick question - {lower}",
     "Please let me know: {q}",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile by linear interpolation."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def bar(share: float, width: int = 30) -> str:
-    """A bar for a share between 0 and 1."""
-    return "█" * round(share * width)
 
 
 def build_workload(

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-__all__ = ["ChatMessage", "Completion", "GenerationRequest", "Provider", "StreamDelta"]
+__all__ = ["ChatMessage", "Completion", "GenerationRequest", "Provider", "ProviderWrapper", "StreamDelta", "collect"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,3 +85,50 @@ class Provider(Protocol):
     async def close(self) -> None:
         """Release the model."""
         ...
+
+
+async def collect(stream: AsyncIterator[StreamDelta]) -> Completion:
+    """The completion a stream ends with."""
+    final: Completion | None = None
+    async for delta in stream:
+        final = delta.completion or final
+    if final is None:
+        raise RuntimeError("the provider's stream ended without a completion")
+    return final
+
+
+class ProviderWrapper:
+    """A provider around another one: delegates everything; subclasses override :meth:`stream`."""
+
+    def __init__(self, inner: Provider) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        """The inner provider's name."""
+        return self._inner.name
+
+    @property
+    def ready(self) -> bool:
+        """Ready when the inner provider is."""
+        return self._inner.ready
+
+    async def warm_up(self) -> None:
+        """Warm the inner provider."""
+        await self._inner.warm_up()
+
+    async def complete(self, request: GenerationRequest) -> Completion:
+        """The completion of this wrapper's stream."""
+        return await collect(self.stream(request))
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        """Delegate (subclasses add their behaviour here)."""
+        return self._inner.stream(request)
+
+    async def count_tokens(self, text: str) -> int:
+        """Delegate."""
+        return await self._inner.count_tokens(text)
+
+    async def close(self) -> None:
+        """Delegate."""
+        await self._inner.close()

@@ -16,7 +16,7 @@ from typing import Literal
 
 from keel.contract import BreakerSettings
 from keel.errors import CircuitOpen, UpstreamError
-from keel.models.base import Completion, GenerationRequest, Provider, StreamDelta
+from keel.models.base import GenerationRequest, Provider, ProviderWrapper, StreamDelta
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitBreakingProvider"]
 
@@ -83,34 +83,12 @@ class CircuitBreaker:
         self._probing = False
 
 
-class CircuitBreakingProvider:
+class CircuitBreakingProvider(ProviderWrapper):
     """Wraps a provider with a :class:`CircuitBreaker`."""
 
     def __init__(self, inner: Provider, breaker: CircuitBreaker) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.breaker = breaker
-
-    @property
-    def name(self) -> str:
-        """The inner provider's name."""
-        return self._inner.name
-
-    @property
-    def ready(self) -> bool:
-        """Ready when the inner provider is."""
-        return self._inner.ready
-
-    async def warm_up(self) -> None:
-        """Warm the inner provider."""
-        await self._inner.warm_up()
-
-    async def complete(self, request: GenerationRequest) -> Completion:
-        """Complete through the breaker."""
-        final: Completion | None = None
-        async for delta in self.stream(request):
-            final = delta.completion or final
-        assert final is not None
-        return final
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream through the breaker; only upstream failures count against it."""
@@ -132,11 +110,3 @@ class CircuitBreakingProvider:
         finally:
             if not verdict:
                 self.breaker.release_probe()
-
-    async def count_tokens(self, text: str) -> int:
-        """Delegate."""
-        return await self._inner.count_tokens(text)
-
-    async def close(self) -> None:
-        """Delegate."""
-        await self._inner.close()

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from keel.errors import ModelBusy
-from keel.models.base import Completion, GenerationRequest, Provider, StreamDelta
+from keel.models.base import GenerationRequest, Provider, ProviderWrapper, StreamDelta
 
 __all__ = ["ConcurrencyLimiter", "LimitedProvider"]
 
@@ -41,34 +41,12 @@ class ConcurrencyLimiter:
         self._semaphore.release()
 
 
-class LimitedProvider:
+class LimitedProvider(ProviderWrapper):
     """Wraps a provider with a :class:`ConcurrencyLimiter`."""
 
     def __init__(self, inner: Provider, limiter: ConcurrencyLimiter) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.limiter = limiter
-
-    @property
-    def name(self) -> str:
-        """The inner provider's name."""
-        return self._inner.name
-
-    @property
-    def ready(self) -> bool:
-        """Ready when the inner provider is."""
-        return self._inner.ready
-
-    async def warm_up(self) -> None:
-        """Warm the inner provider."""
-        await self._inner.warm_up()
-
-    async def complete(self, request: GenerationRequest) -> Completion:
-        """Complete within the limit."""
-        final: Completion | None = None
-        async for delta in self.stream(request):
-            final = delta.completion or final
-        assert final is not None
-        return final
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream within the limit; the slot is held until the stream ends."""
@@ -78,11 +56,3 @@ class LimitedProvider:
                 yield delta
         finally:
             self.limiter.release()
-
-    async def count_tokens(self, text: str) -> int:
-        """Delegate."""
-        return await self._inner.count_tokens(text)
-
-    async def close(self) -> None:
-        """Delegate."""
-        await self._inner.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 from keel.contract import ModelSpec
 from keel.errors import ConfigError, ModelUnavailable, UpstreamTimeout
-from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta
+from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta, collect
 
 __all__ = ["LocalLlamaProvider", "resolve_model_path"]
 
@@ -88,13 +88,7 @@ class LocalLlamaProvider:
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """Generate the whole answer on the worker thread, within the model's timeout."""
-        final: Completion | None = None
-        async for delta in self.stream(request):
-            if delta.completion is not None:
-                final = delta.completion
-        if final is None:  # pragma: no cover - stream always ends with a completion
-            raise ModelUnavailable("The model returned no result.")
-        return final
+        return await collect(self.stream(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream the answer from the worker thread; stops generating when abandoned or timed out."""

@@ -19,7 +19,7 @@ import httpx
 
 from keel.contract import ModelSpec
 from keel.errors import UpstreamBadResponse, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
-from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta
+from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta, collect
 
 __all__ = ["OpenAICompatibleProvider"]
 
@@ -58,11 +58,7 @@ class OpenAICompatibleProvider:
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """The whole answer."""
-        final: Completion | None = None
-        async for delta in self.stream(request):
-            final = delta.completion or final
-        assert final is not None
-        return final
+        return await collect(self.stream(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream the answer; raises an upstream error on any failure."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from keel.contract import RetryPolicy
 from keel.errors import UpstreamError, UpstreamRateLimited
-from keel.models.base import Completion, GenerationRequest, Provider, StreamDelta
+from keel.models.base import GenerationRequest, Provider, ProviderWrapper, StreamDelta
 
 __all__ = ["RetryingProvider", "backoff_delay"]
 
@@ -26,36 +26,14 @@ def backoff_delay(policy: RetryPolicy, attempt: int, error: UpstreamError, rng: 
     return rng.uniform(0, ceiling)
 
 
-class RetryingProvider:
+class RetryingProvider(ProviderWrapper):
     """Wraps a provider with retries."""
 
     def __init__(self, inner: Provider, policy: RetryPolicy, *, rng: random.Random | None = None) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._policy = policy
         self._rng = rng or random.Random()
         self.attempts_made = 0
-
-    @property
-    def name(self) -> str:
-        """The inner provider's name."""
-        return self._inner.name
-
-    @property
-    def ready(self) -> bool:
-        """Ready when the inner provider is."""
-        return self._inner.ready
-
-    async def warm_up(self) -> None:
-        """Warm the inner provider."""
-        await self._inner.warm_up()
-
-    async def complete(self, request: GenerationRequest) -> Completion:
-        """Complete, retrying retryable failures."""
-        final: Completion | None = None
-        async for delta in self.stream(request):
-            final = delta.completion or final
-        assert final is not None
-        return final
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream, retrying retryable failures that happen before the first piece."""
@@ -73,11 +51,3 @@ class RetryingProvider:
                 if started or not exc.retryable or attempt >= self._policy.max_attempts:
                     raise
                 await asyncio.sleep(backoff_delay(self._policy, attempt, exc, self._rng))
-
-    async def count_tokens(self, text: str) -> int:
-        """Delegate."""
-        return await self._inner.count_tokens(text)
-
-    async def close(self) -> None:
-        """Delegate."""
-        await self._inner.close()
