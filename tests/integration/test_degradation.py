@@ -85,7 +85,7 @@ def test_a_failing_pinned_model_is_not_replaced_but_sources_are_returned(tmp_pat
     project = _project(tmp_path / "p", embedder, timeout=0.001)
     ctx, _ = asyncio.run(_ask(project, EXPLAIN, app="pinned"))
     assert ctx.route.candidates == ["tiny"]
-    assert ctx.mode == "sources_only"
+    assert ctx.mode == "sources_only" and ctx.model is None
     assert ctx.citations and ctx.citations[0].source == "open/leave.md"
     assert "limited mode" in ctx.answer
 

@@ -86,6 +86,7 @@ class GenerateStage:
                 break
         span = ctx.current_span
         if not served:
+            ctx.model = None
             why = "; ".join(f"{a['model']}: {a['outcome']}" for a in attempts)
             step = apply_fallback(ctx, self._contract.routing.fallback, why)
             span.decide(step, attempts=attempts, reason=why)

@@ -140,6 +140,7 @@ class RouteStage:
                 cache=ctx.cache,
             )
             return
+        ctx.model = None
         why = "; ".join(f"{m}: {r}" for m, r in plan.skipped) or "no model declared for this app"
         ctx.degraded.append(Degradation(component="routing", reason=f"no model can serve ({why})"))
         on_budget = self._contract.cost.on_budget_exceeded
