@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from keel.cli.common import console, handle_errors, open_project, print_json, run_async
+from keel.cli.common import console, handle_errors, print_json, run_async, settings_from
 
 __all__ = ["command"]
 
@@ -41,10 +41,12 @@ def command(
 
 async def _ask_local(ctx: click.Context, key: str, question: str, app_name: str | None, top_k: int | None) -> Any:
     from keel.errors import UnknownApp
+    from keel.project import Project
     from keel.runtime import Runtime
     from keel.server.render import ask_body
 
-    runtime = Runtime(open_project(ctx))
+    settings = settings_from(ctx)
+    runtime = Runtime(Project.open(settings), secrets=settings.secrets)
     try:
         app = None
         if app_name:

@@ -33,14 +33,12 @@ class RetryingProvider(ProviderWrapper):
         super().__init__(inner)
         self._policy = policy
         self._rng = rng or random.Random()
-        self.attempts_made = 0
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream, retrying retryable failures that happen before the first piece."""
         attempt = 0
         while True:
             attempt += 1
-            self.attempts_made += 1
             started = False
             try:
                 async for delta in self._inner.stream(request):
