@@ -1,0 +1,1 @@
+"""Retrieval: embeddings, the index snapshot, hybrid search and evidence selection."""
