@@ -30,22 +30,25 @@ class Database:
         self._connections: list[sqlite3.Connection] = []
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened and migrated on first use)."""
+        """This thread's connection (opened, and the schema migrated, on first use)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if conn is not None:
+            return conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection at a time is set up: switching to WAL and migrating need the
+        # database to themselves, and concurrent first uses would otherwise collide.
+        with self._lock:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            if not self._migrated:
+                conn.execute("PRAGMA journal_mode=WAL")
+                _migrate(conn)
+                self._migrated = True
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-                if not self._migrated:
-                    _migrate(conn)
-                    self._migrated = True
+            self._connections.append(conn)
+        self._local.conn = conn
         return conn
 
     @contextmanager

@@ -36,3 +36,24 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
         t.join()
     assert len(set(seen)) == 3
     db.close()
+
+
+def test_many_threads_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    db = Database(tmp_path / "k.db")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def first_use() -> None:
+        try:
+            barrier.wait()
+            db.connection().execute("SELECT COUNT(*) FROM traces").fetchone()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db.close()
