@@ -21,6 +21,7 @@ __all__ = [
     "AuthError",
     "CircuitOpen",
     "ConfigError",
+    "ConfigFileError",
     "ContractError",
     "ForbiddenError",
     "InternalError",
@@ -34,6 +35,7 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyViolation",
     "ServiceError",
+    "SuiteError",
     "UnknownApp",
     "UnknownModel",
     "UnsupportedMediaType",
@@ -54,18 +56,32 @@ class ConfigError(KeelError):
     """An operator mistake: bad configuration, missing files, unusable project."""
 
 
-class ContractError(ConfigError):
-    """The contract (``keel.yaml``) is invalid.
+class ConfigFileError(ConfigError):
+    """A YAML file Keel reads is invalid.
 
     ``problems`` lists each problem as ``(location, message)`` where location is
     ``"file:line field.path"`` so that the operator can jump straight to it.
     """
 
+    kind: ClassVar[str] = "file"
+
     def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
         self.path = path
         self.problems = problems
-        lines = [f"invalid contract {path}:"] + [f"  {loc}: {msg}" for loc, msg in problems]
+        lines = [f"invalid {self.kind} {path}:"] + [f"  {loc}: {msg}" for loc, msg in problems]
         super().__init__("\n".join(lines))
+
+
+class ContractError(ConfigFileError):
+    """The contract (``keel.yaml``) is invalid."""
+
+    kind = "contract"
+
+
+class SuiteError(ConfigFileError):
+    """An evaluation suite is invalid."""
+
+    kind = "eval suite"
 
 
 class ServiceError(KeelError):

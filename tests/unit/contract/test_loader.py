@@ -67,7 +67,7 @@ def test_invalid_yaml_names_the_line() -> None:
 
 
 def test_a_list_at_top_level_is_rejected() -> None:
-    with pytest.raises(ContractError, match="mapping of sections"):
+    with pytest.raises(ContractError, match="must be a mapping"):
         parse_contract("- a\n- b\n")
 
 
