@@ -1,0 +1,1 @@
+"""The evaluation harness: suites, runner, retrieval and generation metrics, gate, reports, comparison."""
