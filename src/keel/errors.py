@@ -34,6 +34,7 @@ __all__ = [
     "NotReady",
     "PayloadTooLarge",
     "PolicyViolation",
+    "RateLimited",
     "ServiceError",
     "SuiteError",
     "UnknownApp",
@@ -155,6 +156,13 @@ class ForbiddenError(ServiceError):
 
     code = "forbidden"
     http_status = 403
+
+
+class RateLimited(ServiceError):
+    """The caller's key, app or tenant is over a rate limit; ``Retry-After`` says when to retry."""
+
+    code = "rate_limited"
+    http_status = 429
 
 
 class NotFound(ServiceError):

@@ -16,14 +16,18 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from keel.audit import AuditLog
 from keel.contract import App
 from keel.errors import ConfigError, NotReady
-from keel.identity import KeyStore
+from keel.identity import Authenticator, KeyAdmin, KeyStore
 from keel.models import ChatMessage, ModelRegistry
 from keel.ops.costs import CostLedger
 from keel.ops.handoffs import HandoffStore
+from keel.ops.ratelimit import build_rate_limiter
 from keel.pipeline import Pipeline, RequestContext
+from keel.pipeline.leakage import LeakDetector
 from keel.pipeline.prompts import PromptLibrary
+from keel.pipeline.stage import Stage
 from keel.pipeline.stages import (
     GenerateStage,
     IdentityStage,
@@ -33,6 +37,10 @@ from keel.pipeline.stages import (
     RetrieveStage,
     RouteStage,
 )
+from keel.pipeline.stages.rate_limit import RateLimitStage
+from keel.policy.injection import InjectionDetector
+from keel.policy.pii import PiiRecognizer, redact
+from keel.policy.topics import TopicMatcher
 from keel.project import Project
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
@@ -62,13 +70,22 @@ class ComponentStatus:
 class Runtime:
     """One project's live components."""
 
-    def __init__(self, project: Project, *, secrets: Mapping[str, SecretStr] | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        *,
+        secrets: Mapping[str, SecretStr] | None = None,
+        redis_url: str | None = None,
+    ) -> None:
         secrets = secrets or {}
         self.project = project
         self.contract = project.contract
         project.ensure_dirs()
         self.db = Database(project.database_path)
         self.keys = KeyStore(self.db)
+        self.auth = Authenticator(self.keys, jwt=self.contract.identity.jwt, project_root=project.root)
+        self.audit = AuditLog(self.db, redact=redact)
+        self.key_admin = KeyAdmin(self.keys, self.audit)
         self.index = IndexStore(project.index_dir)
         self.embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
         self.models = ModelRegistry(
@@ -83,11 +100,28 @@ class Runtime:
         self._check_secrets(secrets)
         prompt_refs = self._resolve_prompts()
         policy = self.contract.policy
+        self.pii = PiiRecognizer(policy.pii.kinds, person_names=policy.pii.person_names)
+        self.injection = InjectionDetector(threshold=policy.injection.threshold)
+        topics = TopicMatcher(policy.blocked_topics)
+        leakage = LeakDetector(t.system for t in self.prompts.templates())
+        self.rate_limiter = build_rate_limiter(self.contract.rate_limits, redis_url=redis_url)
+        limit_stages: list[Stage] = []
+        on_finish = []
+        if self.rate_limiter is not None:
+            limit_stage = RateLimitStage(self.rate_limiter)
+            limit_stages.append(limit_stage)
+            on_finish.append(limit_stage.settle)
         self.pipeline = Pipeline(
             [
-                IdentityStage(self.keys),
-                InputGuardStage(policy),
-                RetrieveStage(self.contract.retrieval, index=self.index, embedder=self.embedder),
+                IdentityStage(self.auth),
+                *limit_stages,
+                InputGuardStage(policy, detector=self.injection, topics=topics),
+                RetrieveStage(
+                    self.contract.retrieval,
+                    index=self.index,
+                    embedder=self.embedder,
+                    detector=self.injection if policy.injection.scan_passages else None,
+                ),
                 RouteStage(
                     self.contract,
                     models=self.models,
@@ -97,13 +131,20 @@ class Runtime:
                     prompt_refs=prompt_refs,
                 ),
                 GenerateStage(
-                    self.contract, models=self.models, prompts=self.prompts, budgets=self.budgets, ledger=self.ledger
+                    self.contract,
+                    models=self.models,
+                    prompts=self.prompts,
+                    budgets=self.budgets,
+                    ledger=self.ledger,
+                    pii=self.pii,
+                    leakage=leakage,
                 ),
-                OutputGuardStage(policy, index=self.index),
+                OutputGuardStage(policy, index=self.index, pii=self.pii, topics=topics, leakage=leakage),
                 RespondStage(policy, cache=self.cache, handoffs=self.handoffs, prompt_refs=prompt_refs),
             ],
             traces=self.traces,
-            redact_pii=policy.redact_pii_in_traces,
+            audit=self.audit,
+            on_finish=on_finish,
         )
         self._warm = False
 
@@ -192,7 +233,11 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        """Flush traces and release models and connections."""
+        """Flush traces and the audit log, and release models and connections."""
         self.traces.close()
+        self.audit.close()
+        self.auth.close()
+        if self.rate_limiter is not None:
+            self.rate_limiter.close()
         await self.models.close()
         self.db.close()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     access_log: bool = Field(False, description="Log one line per HTTP request.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis for state shared by replicas (rate_limits.backend: redis), e.g. redis://127.0.0.1:6379/0.",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='Secrets models refer to by name (api_key_secret), as JSON: KEEL_SECRETS=\'{"openai": "sk-..."}\'.',

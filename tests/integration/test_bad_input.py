@@ -79,7 +79,7 @@ def test_body_over_the_limit_without_content_length_is_413(client: httpx.Client,
 @pytest.mark.parametrize(
     ("headers", "message_part"),
     [
-        ({}, "Missing API key"),
+        ({}, "Missing credential"),
         ({"Authorization": "Bearer keel_000000000000_wrong"}, "not valid"),
         ({"Authorization": "Bearer nonsense"}, "not valid"),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),

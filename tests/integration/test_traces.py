@@ -29,7 +29,7 @@ def test_answer_trace_has_every_stage_with_timing_and_decision(
     assert retrieve["attributes"]["index_version"] == body["index_version"]
     response = trace["response"]
     assert response["mode"] == "answer"
-    assert response["model"] == body["model"] and response["prompt"] == "answer@1"
+    assert response["model"] == body["model"] and response["prompt"] == "answer@2"
     assert response["route"]["candidates"][0] == "extractive", "a short look-up starts at the extractive tier"
     assert "lookup" in response["route"]["reason"]
     assert response["usage"] == body["usage"]

@@ -54,7 +54,7 @@ class FaultState:
         return mode
 
 
-_PASSAGE = re.compile(r"\[1\] \([^)]*\)\n(.+)")
+_PASSAGE = re.compile(r"<passage n=\"1\"[^>]*>\n(.+)")
 
 
 def _answer_for(body: dict[str, Any]) -> str:

@@ -46,7 +46,7 @@ async def _ask_local(ctx: click.Context, key: str, question: str, app_name: str 
     from keel.server.render import ask_body
 
     settings = settings_from(ctx)
-    runtime = Runtime(Project.open(settings), secrets=settings.secrets)
+    runtime = Runtime(Project.open(settings), secrets=settings.secrets, redis_url=settings.redis_url)
     try:
         app = None
         if app_name:

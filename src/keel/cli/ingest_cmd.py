@@ -12,7 +12,11 @@ from keel.cli.common import console, handle_errors, open_project, print_json
 
 __all__ = ["command"]
 
-_STAGES = {"read": "Reading files", "embed": "Embedding passages", "index": "Writing index"}
+_STAGES = {
+    "read": "Reading files",
+    "embed": "Embedding passages",
+    "index": "Writing index",
+}
 
 
 @click.command("ingest")
@@ -80,6 +84,7 @@ def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
                 "no_acl": report.no_acl,
                 "widened_acl": report.widened_acl,
                 "duplicates": report.duplicates,
+                "embedded_instructions": report.embedded_instructions,
                 "seconds": round(report.seconds, 2),
             }
         )
@@ -133,6 +138,8 @@ def _print_report(report: object) -> None:
         console.print(f"[yellow]duplicate passage[/yellow] in {', '.join(places)}")
     for path in report.no_acl:
         console.print(f"[yellow]no ACL[/yellow] {path}: readable by no one (set groups in front matter or sources)")
+    for place in report.embedded_instructions:
+        console.print(f"[yellow]instructions to an AI[/yellow] in {place}: those sentences are left out of the index")
     for path in report.widened_acl:
         console.print(f"[yellow]front matter widens access[/yellow] beyond its source's groups: {path}")
     for path, reason in report.failed:

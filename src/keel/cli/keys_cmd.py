@@ -1,8 +1,9 @@
-"""keel keys: create, list, revoke and seed API keys."""
+"""keel keys: create, list, rotate, revoke and seed API keys (each change audited)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from rich.table import Table
 
 from keel.cli.common import console, handle_errors, open_project
+from keel.identity.admin import Actor
 
 __all__ = ["command"]
 
@@ -19,13 +21,20 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _store(ctx: click.Context):  # type: ignore[no-untyped-def]
-    from keel.identity import KeyStore
+def _admin(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from keel.audit import AuditLog
+    from keel.identity import KeyAdmin, KeyStore
+    from keel.policy.pii import redact
     from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    return KeyStore(Database(project.database_path))
+    db = Database(project.database_path)
+    return KeyAdmin(KeyStore(db), AuditLog(db, redact=redact))
+
+
+def _actor() -> Actor:
+    return Actor(id="cli:" + getpass.getuser(), tenant=None)
 
 
 @click.group("keys")
@@ -39,14 +48,37 @@ def command() -> None:
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the principal.")
 @click.option("--roles", default="user", show_default=True, help="Comma-separated roles: user, admin, app, reviewer.")
 @click.option("--label", default="", help="A note to recognise the key by.")
+@click.option("--scopes", default="", help="Comma-separated scopes narrowing the roles (ask, chat, traces:read, ...).")
+@click.option("--apps", default="", help="Comma-separated apps the key may call (default: any).")
+@click.option("--expires-in-days", type=click.FloatRange(min=0, min_open=True), help="Days until the key expires.")
 @click.pass_context
 @handle_errors
-def create(ctx: click.Context, principal: str, groups: str, tenant: str, roles: str, label: str) -> None:
+def create(
+    ctx: click.Context,
+    principal: str,
+    groups: str,
+    tenant: str,
+    roles: str,
+    label: str,
+    scopes: str,
+    apps: str,
+    expires_in_days: float | None,
+) -> None:
     """Create a key; the key itself is printed alone on the last line."""
-    store = _store(ctx)
+    admin = _admin(ctx)
+    max_age = open_project(ctx).contract.identity.key_max_age_days
+    days = expires_in_days if expires_in_days is not None else max_age
     try:
-        created = store.create(
-            principal_id=principal, tenant=tenant, groups=_split(groups), roles=_split(roles), label=label
+        created = admin.create(
+            _actor(),
+            principal_id=principal,
+            tenant=tenant,
+            groups=_split(groups),
+            roles=_split(roles),
+            label=label,
+            scopes=_split(scopes),
+            apps=_split(apps),
+            expires_in_s=days * 86400 if days is not None else None,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -67,9 +99,9 @@ def list_keys(ctx: click.Context, include_revoked: bool) -> None:
     """List keys (never their secrets)."""
     table = Table()
     table.add_column("key id", no_wrap=True)
-    for column in ("principal", "tenant", "groups", "roles", "label", "created", "revoked"):
+    for column in ("principal", "tenant", "groups", "roles", "scopes", "apps", "label", "created", "expires", "state"):
         table.add_column(column)
-    for record in _store(ctx).list(include_revoked=include_revoked):
+    for record in _admin(ctx).list(_actor(), include_revoked=include_revoked):
         p = record.principal
         table.add_row(
             record.key_id,
@@ -77,9 +109,12 @@ def list_keys(ctx: click.Context, include_revoked: bool) -> None:
             p.tenant,
             ", ".join(sorted(p.groups)),
             ", ".join(sorted(p.roles)),
+            ", ".join(sorted(p.scopes)) or "(roles)",
+            ", ".join(sorted(p.apps)) or "(any)",
             record.label,
             _when(record.created_at),
-            _when(record.revoked_at) if record.revoked_at else "",
+            _when(record.expires_at),
+            record.state(),
         )
     console.print(table)
 
@@ -90,9 +125,30 @@ def list_keys(ctx: click.Context, include_revoked: bool) -> None:
 @handle_errors
 def revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke the key KEY_ID (its id from `keel keys list`, or the full key)."""
-    if not _store(ctx).revoke(key_id):
-        raise click.ClickException(f"no active key {key_id!r}")
+    try:
+        _admin(ctx).revoke(_actor(), key_id)
+    except KeyError:
+        raise click.ClickException(f"no active key {key_id!r}") from None
     click.echo(f"Revoked {key_id}.")
+
+
+@command.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--grace-hours", type=click.FloatRange(min=0), default=24.0, show_default=True, help="How long the old key works."
+)
+@click.pass_context
+@handle_errors
+def rotate(ctx: click.Context, key_id: str, grace_hours: float) -> None:
+    """Replace KEY_ID with a new key for the same principal; the new key is printed on the last line."""
+    try:
+        created = _admin(ctx).rotate(_actor(), key_id, grace_s=grace_hours * 3600)
+    except KeyError:
+        raise click.ClickException(f"no active key {key_id!r}") from None
+    click.echo(
+        f"Rotated {key_id} -> {created.record.key_id}; the old key stops working in {grace_hours:g} h.", err=True
+    )
+    click.echo(created.secret)
 
 
 @command.command("seed")
@@ -111,14 +167,16 @@ def seed(ctx: click.Context, principals_file: Path, out: Path) -> None:
     existing: dict[str, str] = {}
     if out.exists():
         existing = yaml.safe_load(out.read_text(encoding="utf-8")) or {}
-    store = _store(ctx)
-    active = {r.principal.id for r in store.list()}
+    admin = _admin(ctx)
+    actor = _actor()
+    active = {r.principal.id for r in admin.list(actor)}
     created = 0
     for entry in data.get("principals", []):
         pid = str(entry["id"])
         if pid in existing and pid in active:
             continue
-        key = store.create(
+        key = admin.create(
+            actor,
             principal_id=pid,
             tenant=tenant,
             groups=[str(g) for g in entry.get("groups", [])],

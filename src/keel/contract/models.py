@@ -16,10 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "EVERYONE",
+    "PII_KINDS",
     "TIER_ORDER",
     "AccessSettings",
     "App",
     "AppPins",
+    "AuditSettings",
+    "BlockedTopic",
     "BreakerSettings",
     "Budget",
     "CacheSettings",
@@ -29,14 +32,21 @@ __all__ = [
     "Contract",
     "CostSettings",
     "FallbackStep",
+    "IdentitySettings",
+    "InjectionSettings",
+    "JwtSettings",
     "ModelPrice",
     "ModelSpec",
+    "PiiSettings",
     "PolicySettings",
+    "RateLimit",
+    "RateLimitSettings",
     "RetrievalSettings",
     "RetryPolicy",
     "RoutingSettings",
     "SloSettings",
     "Source",
+    "Tenant",
     "Timeouts",
 ]
 
@@ -86,16 +96,151 @@ class CostSettings(_Model):
     )
 
 
+PiiKind = Literal["email", "phone", "card", "iban", "ssn", "ip", "secret", "person"]
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
+"""The pattern-recognised PII kinds; ``person`` (names) is opt-in."""
+
+
+def _default_pii_kinds() -> list[PiiKind]:
+    return list(PII_KINDS)
+
+
+class InjectionSettings(_Model):
+    """Prompt-injection defence, for questions and for retrieved passages."""
+
+    action: Literal["block", "flag", "strip"] = Field(
+        "block",
+        description="For an attack in a question: refuse it (block), serve it and record the verdict (flag),"
+        " or remove the offending sentences and serve the rest (strip).",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Detector score at which text counts as an attack.")
+    scan_passages: bool = Field(
+        True, description="Scan passages at ingestion and retrieval; instructions in them are removed before use."
+    )
+
+
+class PiiSettings(_Model):
+    """Which personal data is recognised and where it is redacted."""
+
+    kinds: list[PiiKind] = Field(default_factory=_default_pii_kinds, description="Kinds recognised.")
+    person_names: bool = Field(False, description="Opt in to the offline person-name recogniser (a name list).")
+    redact_for_external_models: bool = Field(
+        True, description="Redact the prompt before it goes to a model outside the trust boundary (trusted: false)."
+    )
+    redact_unsourced_in_answers: bool = Field(
+        True, description="Redact PII in an answer unless it appears in a passage the caller may read."
+    )
+
+
+class BlockedTopic(_Model):
+    """A subject the service refuses to discuss, matched on words and phrases."""
+
+    name: str
+    terms: list[str] = Field(min_length=1, description="Words or phrases (case-insensitive, whole words).")
+    message: str = Field("I can't help with that topic.", min_length=1)
+
+    _name = field_validator("name")(_check_name)
+
+
 class PolicySettings(_Model):
     """Answering policy."""
 
     require_citations: bool = Field(True, description="Every answer sentence must cite a permitted passage.")
+    on_uncited: Literal["sources_only", "refuse"] = Field(
+        "sources_only", description="What an answer without a valid citation becomes when citations are required."
+    )
     max_question_chars: int = Field(2000, gt=0, le=100_000)
+    max_question_tokens: int = Field(512, gt=0, le=100_000, description="Longest question in model tokens.")
     no_answer_message: str = Field(
         "I could not find an answer to that in the documents you have access to.",
         min_length=1,
     )
-    redact_pii_in_traces: bool = Field(True, description="Redact e-mails, phone numbers and card numbers in traces.")
+    refusal_message: str = Field("I can't answer that request.", min_length=1)
+    injection: InjectionSettings = InjectionSettings()
+    pii: PiiSettings = PiiSettings()
+    blocked_topics: list[BlockedTopic] = Field(default_factory=list)
+
+
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+Role = Literal["user", "admin", "app", "reviewer"]
+
+
+def _default_algorithms() -> list[JwtAlgorithm]:
+    return ["RS256", "ES256"]
+
+
+def _default_roles() -> list[Role]:
+    return ["user"]
+
+
+class JwtSettings(_Model):
+    """Bearer JWTs from an identity provider, verified against its JWKS."""
+
+    jwks: str = Field(description="The JWKS: a file (relative to the project) or an http(s) URL.")
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    algorithms: list[JwtAlgorithm] = Field(default_factory=_default_algorithms, min_length=1)
+    leeway_s: float = Field(60.0, ge=0, le=600, description="Clock skew allowed on exp, nbf and iat.")
+    subject_claim: str = "sub"
+    tenant_claim: str = "tenant"
+    groups_claim: str = "groups"
+    roles_claim: str = "roles"
+    default_tenant: str | None = Field(None, description="Tenant for tokens without the tenant claim; none: reject.")
+    default_roles: list[Role] = Field(default_factory=_default_roles)
+    jwks_cache_s: float = Field(300.0, gt=0, description="How long a fetched JWKS is used before it is fetched again.")
+
+
+class IdentitySettings(_Model):
+    """How callers authenticate: API keys always, JWT bearer tokens when configured."""
+
+    jwt: JwtSettings | None = None
+    key_max_age_days: int | None = Field(None, ge=1, description="Keys are created to expire after this many days.")
+
+
+class RateLimit(_Model):
+    """A token bucket: requests and model tokens per minute for keys, apps or tenants."""
+
+    scope: Literal["key", "app", "tenant"]
+    name: str = Field("*", description="One key id, app or tenant; '*' gives each its own bucket.")
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> RateLimit:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requests_per_minute, tokens_per_minute or both")
+        return self
+
+
+class RateLimitSettings(_Model):
+    """Rate limits, counted in process or in Redis (shared by replicas; KEEL_REDIS_URL)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    limits: list[RateLimit] = Field(default_factory=list)
+
+
+class AuditSettings(_Model):
+    """The hash-chained audit log."""
+
+    retention_days: int | None = Field(
+        400, ge=1, description="Records older than this are pruned by 'keel audit prune'; none: kept forever."
+    )
+
+
+class Tenant(_Model):
+    """A tenant and where its data may be processed."""
+
+    name: str
+    regions: list[str] | None = Field(
+        None, description="Regions whose models may see this tenant's data; none: any region."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _tenant_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$", value):
+            raise ValueError("must be 1-128 characters of letters, digits, '.', '_', '@' or '-'")
+        return value
 
 
 class ModelPrice(_Model):
@@ -160,7 +305,14 @@ class ModelSpec(_Model):
     max_concurrency: int = Field(1, ge=1, le=1024, description="Calls in flight at once; more wait in a queue.")
     max_queue: int = Field(32, ge=0, description="Calls allowed to wait; beyond that a call fails at once.")
     queue_timeout_s: float = Field(20.0, gt=0, description="Longest wait in the queue.")
-    region: str | None = Field(None, description="Where the model runs (used by data-residency rules).")
+    region: str | None = Field(
+        None, description="Where the model runs. In-process models (local, extractive) run where Keel runs."
+    )
+    trusted: bool | None = Field(
+        None,
+        description="Inside the data boundary: prompts are sent unredacted. Default: true for local and"
+        " extractive models, false for openai_compatible ones.",
+    )
     price: ModelPrice = ModelPrice()
 
     _name = field_validator("name")(_check_name)
@@ -172,6 +324,16 @@ class ModelSpec(_Model):
         if self.provider == "extractive" and self.tier != "extractive":
             raise ValueError("an extractive model has tier 'extractive'")
         return self
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the model runs inside Keel's own process."""
+        return self.provider in ("local", "extractive")
+
+    @property
+    def is_trusted(self) -> bool:
+        """Whether prompts may reach this model without PII redaction."""
+        return self.in_process if self.trusted is None else self.trusted
 
 
 class ChunkingSettings(_Model):
@@ -301,6 +463,10 @@ class Source(_Model):
     owner: str = ""
     groups: list[str] = Field(default_factory=list, description="Groups that may read documents from this source.")
     refresh: str = Field("1d", description="How often the source should be re-ingested.")
+    tenants: list[str] = Field(
+        default_factory=list, description="Tenants whose principals may read it; empty: every tenant."
+    )
+    region: str | None = Field(None, description="Where its data must stay: only models in this region see it.")
 
     _name = field_validator("name")(_check_name)
 
@@ -342,6 +508,10 @@ class Contract(_Model):
     apps: list[App] = Field(default_factory=lambda: [App(name="default")], min_length=1)
     sources: list[Source] = Field(default_factory=list)
     access: AccessSettings = AccessSettings()
+    identity: IdentitySettings = IdentitySettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    audit: AuditSettings = AuditSettings()
+    tenants: list[Tenant] = Field(default_factory=list, description="Tenants with data-residency rules.")
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, as ``(field location, message)``."""
@@ -351,6 +521,7 @@ class Contract(_Model):
             ("models", model_names),
             ("apps", [a.name for a in self.apps]),
             ("sources", [s.name for s in self.sources]),
+            ("tenants", [t.name for t in self.tenants]),
         ):
             seen: set[str] = set()
             for index, name in enumerate(names):
@@ -380,6 +551,13 @@ class Contract(_Model):
                     (("apps", index, "pins", "model"), "an app without retrieval cannot pin the extractive model")
                 )
         return problems
+
+    def tenant_regions(self, tenant: str) -> list[str] | None:
+        """Regions whose models may see ``tenant``'s data, or ``None`` for any."""
+        for entry in self.tenants:
+            if entry.name == tenant:
+                return entry.regions
+        return None
 
     def model_or_none(self, name: str) -> ModelSpec | None:
         """The model called ``name``, or ``None``."""

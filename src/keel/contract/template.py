@@ -22,7 +22,7 @@ cost:
 policy:
   require_citations: true       # an answer without a verified citation is not returned as an answer
   max_question_chars: 2000
-  redact_pii_in_traces: true
+
   no_answer_message: "I could not find an answer to that in the documents you have access to."
 
 # Models from cheapest to largest. The extractive tier answers look-ups from the

@@ -31,7 +31,21 @@ def source_for(contract: Contract, rel_path: str) -> Source | None:
 
 
 def resolve_acl(contract: Contract, rel_path: str, declared: list[str] | None) -> AclDecision:
-    """The ACL of the document at ``rel_path`` (relative to docs/)."""
+    """The ACL of the document at ``rel_path`` (relative to docs/).
+
+    When the document's source is limited to some tenants, every group is qualified
+    as ``tenant/group`` for each of them, so the ACL filter inside the search keeps
+    other tenants out even when they use the same group names.
+    """
+    decision = _groups(contract, rel_path, declared)
+    source = source_for(contract, rel_path)
+    if source is None or not source.tenants:
+        return decision
+    qualified = sorted(f"{t}/{g}" for t in source.tenants for g in decision.groups)
+    return AclDecision(groups=qualified, origin=decision.origin, widens_source=decision.widens_source)
+
+
+def _groups(contract: Contract, rel_path: str, declared: list[str] | None) -> AclDecision:
     source = source_for(contract, rel_path)
     if declared is not None:
         widens = source is not None and bool(set(declared) - set(source.groups)) and bool(source.groups)

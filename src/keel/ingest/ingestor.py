@@ -9,6 +9,7 @@ is readable by no one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +56,21 @@ class DocumentSummary:
     passages: int
 
 
+class _Verdict(Protocol):
+    @property
+    def is_attack(self) -> bool: ...
+
+    def stripped(self, text: str) -> str: ...
+
+
+class PassageScanner(Protocol):
+    """Finds instructions to an AI inside document text (see :mod:`keel.policy.injection`)."""
+
+    def scan_passage(self, text: str) -> _Verdict:
+        """The verdict on one passage."""
+        ...
+
+
 @dataclass(kw_only=True)
 class IngestReport:
     """What one ingest run did."""
@@ -69,6 +86,8 @@ class IngestReport:
     widened_acl: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     """Groups of passages with identical text, each as ``path#ordinal`` entries."""
+    embedded_instructions: list[str] = field(default_factory=list)
+    """Passages (``path#ordinal``) that carried instructions to an AI: those sentences are not indexed."""
     documents: int = 0
     passages: int = 0
     passages_embedded: int = 0
@@ -110,7 +129,14 @@ class Ingestor:
         index_store: IndexStore,
         embedder: Embedder,
         keep_versions: int = 5,
+        detector: PassageScanner | None = None,
     ) -> None:
+        injection = contract.policy.injection
+        if detector is None and injection.scan_passages:
+            from keel.policy.injection import InjectionDetector
+
+            detector = InjectionDetector(threshold=injection.threshold)
+        self._detector = detector if injection.scan_passages else None
         self._contract = contract
         self._docs_dir = docs_dir
         self._db = db
@@ -163,7 +189,7 @@ class Ingestor:
             decision = resolve_acl(self._contract, rel, parsed.groups)
             self._note_acl(report, rel, decision.groups, decision.widens_source)
             source = source_for(self._contract, rel)
-            drafts = chunk_document(parsed, doc_path=rel, settings=self._contract.chunking)
+            drafts = self._defang(rel, chunk_document(parsed, doc_path=rel, settings=self._contract.chunking), report)
             if not drafts:
                 report.skipped.append((rel, "no text found"))
                 continue
@@ -197,6 +223,22 @@ class Ingestor:
             report.passages = len(rows)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _defang(self, rel: str, drafts: list[ChunkDraft], report: IngestReport) -> list[ChunkDraft]:
+        """Drafts with sentences that instruct an AI removed, so they are never indexed or served."""
+        if self._detector is None:
+            return drafts
+        kept: list[ChunkDraft] = []
+        for draft in drafts:
+            verdict = self._detector.scan_passage(draft.text)
+            if not verdict.is_attack:
+                kept.append(draft)
+                continue
+            report.embedded_instructions.append(f"{rel}#{draft.ordinal}")
+            text = verdict.stripped(draft.text).strip()
+            if text:
+                kept.append(dataclasses.replace(draft, text=text))
+        return kept
 
     def _scan(self, report: IngestReport) -> list[Path]:
         files: list[Path] = []

@@ -117,6 +117,10 @@ class RequestContext:
     index_version: int | None = None
     finish_reason: str = "stop"
     streamed_text: list[str] = field(default_factory=list)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Headers for the HTTP response (rate-limit state)."""
+    token_estimate: int | None = None
+    """Tokens reserved by the rate limiter, settled when the request ends."""
     span: Span | None = None
     """The current stage's span (set by the pipeline before each stage runs)."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from keel.audit import AuditEvent, AuditLog
 from keel.errors import ServiceError
 from keel.pipeline.context import RequestContext
 from keel.pipeline.stage import Stage
@@ -15,16 +17,26 @@ from keel.tracing import TraceRecord, TraceStore
 
 __all__ = ["Pipeline"]
 
+log = logging.getLogger(__name__)
+
 STATUS_CLIENT_CLOSED = 499
 
 
 class Pipeline:
     """Runs stages in order; a stage that sets the mode makes later stages skip (except those that always run)."""
 
-    def __init__(self, stages: Sequence[Stage], *, traces: TraceStore, redact_pii: bool = True) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        *,
+        traces: TraceStore,
+        audit: AuditLog | None = None,
+        on_finish: Sequence[Callable[[RequestContext], None]] = (),
+    ) -> None:
         self.stages = list(stages)
         self._traces = traces
-        self._redact_pii = redact_pii
+        self._audit = audit
+        self._on_finish = list(on_finish)
 
     @property
     def stage_names(self) -> list[str]:
@@ -57,10 +69,15 @@ class Pipeline:
             raise
         finally:
             ctx.span = None
+            for hook in self._on_finish:
+                try:
+                    hook(ctx)
+                except Exception:  # accounting after the fact must never fail the request
+                    log.exception("finishing hook failed for %s", ctx.request_id)
             self._record(ctx, status)
 
     def _record(self, ctx: RequestContext, status: int) -> None:
-        clean = redact if self._redact_pii else (lambda text: text)
+        clean = redact
         latency = ctx.trace.elapsed_ms()
         principal = ctx.principal
         data: dict[str, Any] = ctx.trace.to_dict()
@@ -98,6 +115,38 @@ class Pipeline:
             "handoff_id": ctx.handoff_id,
             "latency_ms": round(latency, 2),
         }
+        if self._audit is not None:
+            self._audit.record(
+                AuditEvent(
+                    action="request",
+                    actor=principal.id if principal else "-",
+                    tenant=principal.tenant if principal else "-",
+                    subject=ctx.request_id,
+                    data={
+                        "endpoint": ctx.endpoint,
+                        "app": ctx.app.name,
+                        "credential": principal.credential if principal else None,
+                        "status": status,
+                        "error": ctx.trace.attributes.get("error"),
+                        "mode": ctx.mode,
+                        "guard_verdicts": ctx.guard_verdicts,
+                        "served": [{"doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in ctx.citations],
+                        "model": ctx.model,
+                        "index_version": ctx.index_version,
+                    },
+                )
+            )
+            blocks = {k: v for k, v in ctx.guard_verdicts.items() if v.startswith("blocked")}
+            if blocks:
+                self._audit.record(
+                    AuditEvent(
+                        action="policy.block",
+                        actor=principal.id if principal else "-",
+                        tenant=principal.tenant if principal else "-",
+                        subject=ctx.request_id,
+                        data={"app": ctx.app.name, "verdicts": blocks},
+                    )
+                )
         self._traces.save(
             TraceRecord(
                 request_id=ctx.request_id,

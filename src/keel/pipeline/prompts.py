@@ -74,6 +74,10 @@ class PromptLibrary:
                     templates[t.ref] = t
         return cls(list(templates.values()))
 
+    def templates(self) -> list[PromptTemplate]:
+        """Every template, in reference order."""
+        return [self._by_ref[ref] for ref in sorted(self._by_ref)]
+
     def get(self, ref: str) -> PromptTemplate:
         """The template ``id@version``, or the latest version of ``id``; ``KeyError`` if unknown."""
         if "@" in ref:

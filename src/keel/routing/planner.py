@@ -40,6 +40,7 @@ def plan_route(
     health: Callable[[str], ModelHealth],
     budget_allows: Callable[[ModelSpec, float], str | None],
     prompt_tokens: int,
+    regions: frozenset[str] | None = None,
 ) -> RoutePlan:
     """The plan for one request.
 
@@ -74,6 +75,10 @@ def plan_route(
     for spec in ordered:
         state = health(spec.name)
         estimate = estimate_cost_usd(spec, prompt_tokens, spec.max_output_tokens)
+        if regions is not None and not spec.in_process and spec.region not in regions:
+            where = spec.region or "an undeclared region"
+            plan.skipped.append((spec.name, f"runs in {where}; this data may go only to {sorted(regions) or 'none'}"))
+            continue
         if state.breaker == "open":
             plan.skipped.append((spec.name, "circuit breaker open"))
             continue

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from keel.errors import AuthError, NotReady
+from keel.errors import AuthError, ForbiddenError, NotReady
 from keel.identity import Principal
 from keel.runtime import Runtime
 
-__all__ = ["bearer", "principal_of", "runtime_of"]
+__all__ = ["bearer", "principal_of", "require", "runtime_of"]
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -34,5 +34,13 @@ def principal_of(request: Request) -> Principal:
     """Authenticate the caller of a non-pipeline route."""
     credential = bearer(request)
     if not credential:
-        raise AuthError("Missing API key: send the header 'Authorization: Bearer <key>'.")
-    return runtime_of(request).keys.authenticate(credential)
+        raise AuthError("Missing credential: send the header 'Authorization: Bearer <key or token>'.")
+    return runtime_of(request).auth.authenticate(credential)
+
+
+def require(request: Request, scope: str) -> Principal:
+    """Authenticate the caller and check that it holds ``scope`` (403 otherwise)."""
+    principal = principal_of(request)
+    if not principal.can(scope):
+        raise ForbiddenError(f"This operation needs the {scope!r} permission, which this credential does not have.")
+    return principal

@@ -99,4 +99,31 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX handoffs_tenant_status ON handoffs(tenant, status, created_at)",
     ],
+    # 3: hash-chained audit log; key scopes, app restrictions, expiry and rotation
+    [
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            tenant TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_tenant ON audit_log(tenant, created_at)",
+        "CREATE INDEX audit_created ON audit_log(created_at)",
+        """CREATE TABLE audit_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            first_seq INTEGER NOT NULL,
+            first_prev_hash TEXT NOT NULL,
+            head_seq INTEGER NOT NULL,
+            head_hash TEXT NOT NULL
+        )""",
+        "ALTER TABLE api_keys ADD COLUMN expires_at REAL",
+        "ALTER TABLE api_keys ADD COLUMN scopes_json TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE api_keys ADD COLUMN apps_json TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE api_keys ADD COLUMN rotated_to TEXT",
+    ],
 ]

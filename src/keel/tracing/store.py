@@ -8,19 +8,14 @@ records in batches. A trace that is queued but not yet committed is still found 
 from __future__ import annotations
 
 import json
-import logging
-import queue
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from keel.store import Database
+from keel.store.writer import BackgroundWriter
 
 __all__ = ["TraceRecord", "TraceStore"]
-
-log = logging.getLogger(__name__)
-
-_STOP = object()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,19 +53,17 @@ class TraceStore:
 
     def __init__(self, db: Database, *, batch_size: int = 64) -> None:
         self._db = db
-        self._batch_size = batch_size
-        self._queue: queue.Queue[Any] = queue.Queue()
         self._pending: dict[str, TraceRecord] = {}
         self._pending_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._writer: BackgroundWriter[TraceRecord] = BackgroundWriter(
+            self._commit, name="keel-trace-writer", batch_size=batch_size, on_done=self._forget
+        )
 
     def save(self, record: TraceRecord) -> None:
         """Queue ``record`` for writing; returns immediately."""
-        self._ensure_writer()
         with self._pending_lock:
             self._pending[record.request_id] = record
-        self._queue.put(record)
+        self._writer.submit(record)
 
     def get(self, request_id: str) -> TraceRecord | None:
         """The trace of ``request_id``, committed or still queued."""
@@ -102,48 +95,16 @@ class TraceStore:
 
     def flush(self) -> None:
         """Block until every queued record is committed."""
-        if self._thread is not None:
-            self._queue.join()
+        self._writer.flush()
 
     def close(self) -> None:
         """Commit everything queued and stop the writer."""
-        with self._start_lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join()
+        self._writer.close()
 
-    def _ensure_writer(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._write_loop, name="keel-trace-writer", daemon=True)
-                self._thread.start()
-
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first]
-            while len(batch) < self._batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [r for r in batch if r is not _STOP]
-            try:
-                if records:
-                    self._commit(records)
-            except Exception:  # a trace write must never take the service down
-                log.exception("could not write %d trace(s)", len(records))
-            finally:
-                with self._pending_lock:
-                    for r in records:
-                        self._pending.pop(r.request_id, None)
-                for _ in batch:
-                    self._queue.task_done()
-            if any(r is _STOP for r in batch):
-                return
+    def _forget(self, records: list[TraceRecord]) -> None:
+        with self._pending_lock:
+            for r in records:
+                self._pending.pop(r.request_id, None)
 
     def _commit(self, records: list[TraceRecord]) -> None:
         with self._db.transaction() as conn:

@@ -46,3 +46,14 @@ def test_contract_default_groups_apply_when_nothing_else_does() -> None:
     decision = resolve_acl(contract, "loose.txt", None)
     assert decision.groups == ["staff"]
     assert decision.origin == "default"
+
+
+def test_a_tenant_limited_source_qualifies_every_group_with_each_tenant() -> None:
+    contract = parse_contract(
+        "sources:\n"
+        "  - {name: acme-hr, path: acme-hr, groups: [hr], tenants: [acme, acme-eu]}\n"
+        "  - {name: shared, path: shared, groups: [everyone]}\n"
+    )
+    assert resolve_acl(contract, "acme-hr/bands.md", None).groups == ["acme-eu/hr", "acme/hr"]
+    assert resolve_acl(contract, "acme-hr/open.md", ["everyone"]).groups == ["acme-eu/everyone", "acme/everyone"]
+    assert resolve_acl(contract, "shared/x.md", None).groups == ["everyone"]

@@ -58,3 +58,11 @@ def test_importing_keel_loads_no_heavy_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_every_evaluation_metric_is_documented() -> None:
+    from keel.evals.suite import METRICS
+
+    doc = (REPO / "docs" / "evals.md").read_text(encoding="utf-8")
+    missing = [m for m in METRICS if f"`{m}`" not in doc]
+    assert missing == []

@@ -15,7 +15,7 @@ def test_bundled_answer_template_renders_passages_and_question() -> None:
     messages = template.render(passages="[1] text", question="Why?")
     assert [m.role for m in messages] == ["system", "user"]
     assert "[1] text" in messages[1].content and "Why?" in messages[1].content
-    assert template.ref == "answer@1"
+    assert template.ref == "answer@2"
 
 
 def test_missing_variable_fails_loudly() -> None:
@@ -25,12 +25,12 @@ def test_missing_variable_fails_loudly() -> None:
 
 
 def test_project_templates_add_versions(tmp_path: Path) -> None:
-    (tmp_path / "answer.v2.yaml").write_text(
-        "id: answer\nversion: 2\nvariables: [passages, question]\nsystem: Be brief.\nuser: $passages / $question\n",
+    (tmp_path / "answer.v9.yaml").write_text(
+        "id: answer\nversion: 9\nvariables: [passages, question]\nsystem: Be brief.\nuser: $passages / $question\n",
         encoding="utf-8",
     )
     library = PromptLibrary.load(tmp_path)
-    assert library.get("answer").version == 2
+    assert library.get("answer").version == 9
     assert library.get("answer@1").version == 1
 
 

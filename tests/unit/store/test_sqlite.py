@@ -21,7 +21,10 @@ def test_schema_is_applied_on_first_use(tmp_path: Path) -> None:
 def test_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
     db = Database(tmp_path / "k.db")
     with pytest.raises(RuntimeError), db.transaction() as conn:
-        conn.execute("INSERT INTO api_keys VALUES ('k1', 'h', 'p', 't', '[]', '[]', '', 0, NULL)")
+        conn.execute(
+            "INSERT INTO api_keys (key_id, secret_hash, principal_id, tenant, groups_json, roles_json, label,"
+            " created_at) VALUES ('k1', 'h', 'p', 't', '[]', '[]', '', 0)"
+        )
         raise RuntimeError("boom")
     assert db.connection().execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] == 0
 

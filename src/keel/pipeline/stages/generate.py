@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from keel.contract import Contract, ModelSpec
@@ -32,7 +33,11 @@ from keel.pipeline.citations import citation_for
 from keel.pipeline.context import Citation, Degradation, RequestContext
 from keel.pipeline.fallback import apply_fallback
 from keel.pipeline.grounding import GroundedSentence, PassageFacts, ground_sentence
+from keel.pipeline.leakage import LeakDetector
+from keel.pipeline.passages import delimit_passage
 from keel.pipeline.prompts import PromptLibrary
+from keel.policy.pii import PiiRecognizer
+from keel.policy.stream import StreamRedactor
 from keel.retrieval.search import Hit
 from keel.routing.budgets import BudgetGuard
 from keel.text import content_terms, sentences
@@ -60,12 +65,16 @@ class GenerateStage:
         prompts: PromptLibrary,
         budgets: BudgetGuard,
         ledger: CostLedger,
+        pii: PiiRecognizer,
+        leakage: LeakDetector,
     ) -> None:
         self._contract = contract
         self._models = models
         self._prompts = prompts
         self._budgets = budgets
         self._ledger = ledger
+        self._pii = pii
+        self._leakage = leakage
 
     async def run(self, ctx: RequestContext) -> None:
         """Fill ``ctx.answer``, ``ctx.citations``, ``ctx.usage`` and ``ctx.cost_usd`` (or set a fallback mode)."""
@@ -97,6 +106,9 @@ class GenerateStage:
         """Try one model; returns ``ok`` or the failure's reason."""
         assert ctx.principal is not None
         messages = self._messages(ctx)
+        if not spec.is_trusted and self._contract.policy.pii.redact_for_external_models:
+            # The model is outside the data boundary: it sees no personal data.
+            messages = [ChatMessage(role=m.role, content=self._pii.redact(m.content)) for m in messages]
         request = self._request(ctx, spec, messages)
         prompt_tokens = sum(len(m.content) for m in messages) // 4 + 1
         estimate = estimate_cost_usd(spec, prompt_tokens, request.max_tokens)
@@ -141,7 +153,7 @@ class GenerateStage:
         template = self._prompts.get(ctx.app.pins.prompt or DEFAULT_PROMPT)
         ctx.prompt_ref = template.ref
         numbered = "\n\n".join(
-            f"[{i}] ({h.passage.heading})\n{h.passage.text}" for i, h in enumerate(ctx.evidence.passages, 1)
+            delimit_passage(i, h.passage.heading, h.passage.text) for i, h in enumerate(ctx.evidence.passages, 1)
         )
         return template.render(passages=numbered, question=ctx.question)
 
@@ -158,7 +170,7 @@ class GenerateStage:
     async def _grounded(self, ctx: RequestContext, spec: ModelSpec, request: GenerationRequest) -> None:
         assert ctx.evidence is not None
         passages = ctx.evidence.passages
-        grounder = _Grounder(ctx, passages)
+        grounder = _Grounder(ctx, passages, screen=self._screen_sentence(ctx, passages))
         generated: list[str] = []
         buffer = ""
         try:
@@ -206,13 +218,38 @@ class GenerateStage:
             finish_reason=ctx.finish_reason,
         )
 
+    def _screen_sentence(self, ctx: RequestContext, passages: list[Hit]) -> Callable[[str], str | None]:
+        """Before a sentence is streamed: drop it if it quotes the instructions, redact unsourced PII."""
+        redact = self._contract.policy.pii.redact_unsourced_in_answers
+
+        def screen(sentence: str) -> str | None:
+            if self._leakage.overlap(sentence):
+                ctx.guard_verdicts["stream"] = "dropped:system_prompt_leak"
+                return None
+            if not redact:
+                return sentence
+            sourced = frozenset(
+                sentence[m.start : m.end]
+                for m in self._pii.find(sentence)
+                if any(sentence[m.start : m.end] in h.passage.text for h in passages)
+            )
+            return self._pii.redact(sentence, keep=sourced)
+
+        return screen
+
     async def _plain(self, ctx: RequestContext, spec: ModelSpec, request: GenerationRequest) -> None:
         parts: list[str] = []
+        redactor = StreamRedactor(self._pii) if self._contract.policy.pii.redact_unsourced_in_answers else None
         async for delta in self._models.get(spec.name).stream(request):
             if delta.text:
-                parts.append(delta.text)
-                await ctx.emit(delta.text)
+                text = redactor.feed(delta.text) if redactor is not None else delta.text
+                parts.append(text)
+                await ctx.emit(text)
             _account(ctx, spec, delta)
+        if redactor is not None:
+            tail = redactor.finish()
+            parts.append(tail)
+            await ctx.emit(tail)
         ctx.answer = "".join(parts).strip()
         ctx.answer_strategy = "plain"
         ctx.current_span.decide(
@@ -238,9 +275,9 @@ def _account(ctx: RequestContext, spec: ModelSpec, delta: StreamDelta) -> None:
 class _Grounder:
     """Checks generated sentences against the passages, keeping (and streaming) the supported ones."""
 
-    def __init__(self, ctx: RequestContext, passages: list[Hit]) -> None:
+    def __init__(self, ctx: RequestContext, passages: list[Hit], *, screen: Callable[[str], str | None]) -> None:
         self.passages = passages
-        self.answer = _AnswerBuilder(ctx, passages)
+        self.answer = _AnswerBuilder(ctx, passages, screen=screen)
         self.kept: list[GroundedSentence] = []
         self.dropped = 0
         self._facts = [PassageFacts.of(h.passage.text, h.passage.heading) for h in passages]
@@ -264,14 +301,19 @@ class _Grounder:
 class _AnswerBuilder:
     """Collects verified sentences with citation numbers in order of first use, streaming each."""
 
-    def __init__(self, ctx: RequestContext, passages: list[Hit]) -> None:
+    def __init__(self, ctx: RequestContext, passages: list[Hit], *, screen: Callable[[str], str | None]) -> None:
         self._ctx = ctx
         self._passages = passages
+        self._screen = screen
         self._numbers: dict[int, int] = {}
         self._parts: list[str] = []
         self._texts: set[str] = set()
 
     async def add(self, text: str, passage: int) -> None:
+        screened = self._screen(text)
+        if screened is None:
+            return
+        text = screened
         key = " ".join(text.lower().split())
         if key in self._texts:
             return

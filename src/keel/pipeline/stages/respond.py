@@ -1,6 +1,7 @@
 """respond: settle the mode, the text the caller sees for it, and what is kept for next time.
 
-* ``no_answer``: the contract's message; ``sources_only``: the relevant passages as
+* ``no_answer``: the contract's message; ``refused``: the policy's (or blocked
+  topic's) message; ``sources_only``: the relevant passages as
   citations; ``clarify``: a question listing the candidate documents; ``handoff``: a
   queued hand-off, named in the answer.
 * A verified answer is stored in the answer cache, scoped by the caller's permissions.
@@ -50,6 +51,9 @@ class RespondStage:
         if ctx.mode == "no_answer":
             ctx.answer = self._policy.no_answer_message
             ctx.citations = []
+        elif ctx.mode == "refused":
+            ctx.answer = ctx.answer or self._policy.refusal_message
+            ctx.citations = []
         elif ctx.mode == "sources_only":
             if not ctx.answer:
                 ctx.answer = SOURCES_ONLY_MESSAGE
@@ -91,7 +95,7 @@ class RespondStage:
         reason = ctx.route.reason if ctx.route is not None else "handed off"
         if ctx.degraded:
             reason = "; ".join(f"{d.component}: {d.reason}" for d in ctx.degraded)
-        question = redact(ctx.question) if self._policy.redact_pii_in_traces else ctx.question
+        question = redact(ctx.question)
         handoff = await asyncio.to_thread(
             self._handoffs.create,
             request_id=ctx.request_id,

@@ -8,6 +8,8 @@ from typing import ClassVar
 
 from keel.contract import RetrievalSettings
 from keel.pipeline.context import Degradation, RequestContext
+from keel.pipeline.passages import neutralise_hits
+from keel.policy.injection import InjectionDetector
 from keel.retrieval.embedder import Embedder
 from keel.retrieval.evidence import PassageEvidence, QuestionTerms, assess_evidence
 from keel.retrieval.search import Hit, hybrid_search, readable_document_frequency
@@ -25,10 +27,18 @@ class RetrieveStage:
     name: ClassVar[str] = "retrieve"
     always_runs: ClassVar[bool] = False
 
-    def __init__(self, settings: RetrievalSettings, *, index: IndexStore, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        *,
+        index: IndexStore,
+        embedder: Embedder,
+        detector: InjectionDetector | None = None,
+    ) -> None:
         self._settings = settings
         self._index = index
         self._embedder = embedder
+        self._detector = detector
 
     async def run(self, ctx: RequestContext) -> None:
         """Fill ``ctx.hits`` and ``ctx.evidence``."""
@@ -45,7 +55,7 @@ class RetrieveStage:
             log.warning("query embedding failed: %s", type(exc).__name__)
             vector = None
             ctx.degraded.append(Degradation(component="embedder", reason="embedding failed; lexical search only"))
-        groups = ctx.principal.groups
+        groups = ctx.principal.acl_groups
         settings = self._settings
 
         def search() -> tuple[list[Hit], QuestionTerms]:
@@ -63,6 +73,11 @@ class RetrieveStage:
             return hits, QuestionTerms.of(ctx.question, doc_freq, view.count)
 
         hits, question = await asyncio.to_thread(search)
+        neutralised: list[dict[str, object]] = []
+        if self._detector is not None:
+            hits, neutralised = neutralise_hits(hits, self._detector)
+            if neutralised:
+                ctx.guard_verdicts["passages"] = "instructions_removed"
         ctx.hits = hits
         ctx.query_vector = vector
         ctx.question_terms = question
@@ -79,6 +94,7 @@ class RetrieveStage:
             best_coverage=round(evidence.best_coverage, 3),
             unknown_terms=sorted(question.unknown),
             hits=[_hit_record(a, selected=a.hit.passage.chunk_id in chosen) for a in assessed],
+            instructions_removed=neutralised,
         )
 
 

@@ -14,6 +14,7 @@ import asyncio
 from typing import ClassVar
 
 from keel.contract import Contract
+from keel.ingest.acl import source_for
 from keel.models.registry import ModelRegistry
 from keel.pipeline.citations import citation_for
 from keel.pipeline.context import Degradation, RequestContext, RouteDecision
@@ -31,6 +32,17 @@ __all__ = ["RouteStage", "cache_scope"]
 PROMPT_OVERHEAD_TOKENS = 120
 SOURCE_MARGIN = 0.1
 """Documents whose best passage is this close to the best one count as sources the answer needs."""
+
+
+def allowed_regions(contract: Contract, tenant: str, passages: list[Hit]) -> frozenset[str] | None:
+    """Regions whose models may see this request: the tenant's, narrowed by each passage source's region."""
+    allowed = contract.tenant_regions(tenant)
+    regions = frozenset(allowed) if allowed is not None else None
+    for hit in passages:
+        source = source_for(contract, hit.passage.path)
+        if source is not None and source.region is not None:
+            regions = (regions if regions is not None else frozenset({source.region})) & {source.region}
+    return regions
 
 
 def _source_documents(passages: list[Hit]) -> int:
@@ -113,6 +125,7 @@ class RouteStage:
                 app=ctx.app.name, tenant=principal.tenant, estimate=estimate
             ),
             prompt_tokens=prompt_tokens,
+            regions=allowed_regions(self._contract, principal.tenant, ctx.evidence.passages if ctx.evidence else []),
         )
         candidates = [m.name for m in plan.candidates]
         ctx.route = RouteDecision(
@@ -187,7 +200,7 @@ class RouteStage:
         out = []
         for _, chunk_id in entry.citations:
             passage = snapshot.passage_by_id(chunk_id)
-            if passage is None or not set(passage.groups) & ctx.principal.groups:
+            if passage is None or not set(passage.groups) & ctx.principal.acl_groups:
                 return None
             out.append(
                 Hit(

@@ -43,4 +43,4 @@ async def ask(body: AskRequest, request: Request) -> JSONResponse:
         top_k=body.top_k,
     )
     await runtime.pipeline.run(ctx)
-    return JSONResponse(ask_body(ctx))
+    return JSONResponse(ask_body(ctx), headers=ctx.response_headers)

@@ -57,7 +57,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     completion_id = "chatcmpl-" + ctx.request_id.removeprefix("req_")
     if not body.stream:
         await runtime.pipeline.run(ctx)
-        return JSONResponse(_completion_body(ctx, completion_id))
+        return JSONResponse(_completion_body(ctx, completion_id), headers=ctx.response_headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await _stream(runtime, ctx, completion_id, include_usage)
 
@@ -204,5 +204,10 @@ async def _stream(runtime: Runtime, ctx: RequestContext, completion_id: str, inc
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Request-ID": ctx.request_id},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Request-ID": ctx.request_id,
+            **ctx.response_headers,
+        },
     )

@@ -28,7 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _is_reviewer(principal: Principal) -> bool:
-    return bool(principal.roles & {"reviewer", "admin"})
+    return bool(principal.roles & {"reviewer", "admin"}) and principal.can("handoffs")
 
 
 @router.get("/v1/handoffs", responses=_ERRORS, summary="Hand-offs you may see")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from keel.errors import NotFound
-from keel.server.deps import principal_of, runtime_of
+from keel.server.deps import require, runtime_of
 from keel.server.schemas import ErrorEnvelope
 
 __all__ = ["router"]
@@ -19,7 +19,7 @@ router = APIRouter()
 @router.get("/v1/traces", summary="Recent traces you may see")
 async def list_traces(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
     """Newest first: your own requests, or (role admin) your tenant's."""
-    principal = principal_of(request)
+    principal = require(request, "traces:read")
     store = runtime_of(request).traces
     records = await asyncio.to_thread(
         store.recent,
@@ -37,7 +37,7 @@ async def list_traces(request: Request, limit: int = Query(50, ge=1, le=500)) ->
 )
 async def get_trace(request_id: str, request: Request) -> dict[str, Any]:
     """The trace of ``request_id`` if it is yours (or your tenant's, for an admin)."""
-    principal = principal_of(request)
+    principal = require(request, "traces:read")
     record = await asyncio.to_thread(runtime_of(request).traces.get, request_id)
     visible = (
         record is not None
