@@ -8,6 +8,7 @@ import or construction.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from keel.audit import AuditLog
+from keel.audit import AuditEvent, AuditLog
 from keel.contract import App
 from keel.errors import ConfigError, NotReady
 from keel.identity import Authenticator, KeyAdmin, KeyStore
@@ -170,7 +171,8 @@ class Runtime:
                 )
 
     async def warm_up(self) -> None:
-        """Load the embedding model, the language models and the active index."""
+        """Load the embedding model, the language models and the active index; audit the contract in force."""
+        await asyncio.to_thread(self._audit_contract)
         await asyncio.to_thread(self.embedder.warm_up)
         await self.models.warm_up()
         try:
@@ -178,6 +180,24 @@ class Runtime:
         except NotReady:
             log.warning("no index yet: run `keel ingest`; questions will get 503 not_ready until then")
         self._warm = True
+
+    def _audit_contract(self) -> None:
+        """Record which contract this process serves, so every configuration change is in the audit log."""
+        path = self.project.contract_path
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "defaults"
+        last = next(iter(self.audit.records(action="config.load", last=True, limit=1)), None)
+        self.audit.record(
+            AuditEvent(
+                action="config.load",
+                actor="system",
+                tenant="*",
+                subject=self.contract.name,
+                data={
+                    "contract_sha256": digest,
+                    "changed": last is None or last.data.get("contract_sha256") != digest,
+                },
+            )
+        )
 
     def readiness(self) -> dict[str, ComponentStatus]:
         """Per-component readiness, for ``/readyz``."""

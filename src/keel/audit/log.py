@@ -136,8 +136,9 @@ class AuditLog:
         action: str | None = None,
         after_seq: int = 0,
         limit: int | None = None,
+        last: bool = False,
     ) -> Iterator[AuditRecord]:
-        """Committed records in sequence order, filtered."""
+        """Committed records in sequence order, filtered (``last``: newest first)."""
         self.flush()
         sql = "SELECT * FROM audit_log WHERE seq > ?"
         args: list[Any] = [after_seq]
@@ -150,7 +151,7 @@ class AuditLog:
         if action is not None:
             sql += " AND (action = ? OR action LIKE ?)"
             args.extend([action, action + ".%"])
-        sql += " ORDER BY seq"
+        sql += " ORDER BY seq DESC" if last else " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
