@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from keel.contract import App
 from keel.errors import ConfigError, NotReady
 from keel.identity import Authenticator, KeyAdmin, KeyStore
 from keel.models import ChatMessage, ModelRegistry
+from keel.observability import ServiceMetrics
 from keel.ops.costs import CostLedger
 from keel.ops.handoffs import HandoffStore
 from keel.ops.ratelimit import build_rate_limiter
@@ -106,8 +107,9 @@ class Runtime:
         topics = TopicMatcher(policy.blocked_topics)
         leakage = LeakDetector(t.system for t in self.prompts.templates())
         self.rate_limiter = build_rate_limiter(self.contract.rate_limits, redis_url=redis_url)
+        self.metrics = ServiceMetrics(self.contract, models=self.models, budgets=self.budgets, db=self.db)
         limit_stages: list[Stage] = []
-        on_finish = []
+        on_finish: list[Callable[[RequestContext, int], None]] = [self.metrics.observe]
         if self.rate_limiter is not None:
             limit_stage = RateLimitStage(self.rate_limiter)
             limit_stages.append(limit_stage)

@@ -119,6 +119,8 @@ class RequestContext:
     streamed_text: list[str] = field(default_factory=list)
     response_headers: dict[str, str] = field(default_factory=dict)
     """Headers for the HTTP response (rate-limit state)."""
+    first_text_ms: float | None = None
+    """Streaming only: when the first text reached the caller, since the request started."""
     token_estimate: int | None = None
     """Tokens reserved by the rate limiter, settled when the request ends."""
     span: Span | None = None
@@ -134,5 +136,7 @@ class RequestContext:
     async def emit(self, text: str) -> None:
         """Send verified answer text to a streaming caller (no-op otherwise)."""
         if self.stream is not None and text:
+            if self.first_text_ms is None:
+                self.first_text_ms = self.trace.elapsed_ms()
             self.streamed_text.append(text)
             await self.stream(text)

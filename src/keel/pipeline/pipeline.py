@@ -31,7 +31,7 @@ class Pipeline:
         *,
         traces: TraceStore,
         audit: AuditLog | None = None,
-        on_finish: Sequence[Callable[[RequestContext], None]] = (),
+        on_finish: Sequence[Callable[[RequestContext, int], None]] = (),
     ) -> None:
         self.stages = list(stages)
         self._traces = traces
@@ -71,7 +71,7 @@ class Pipeline:
             ctx.span = None
             for hook in self._on_finish:
                 try:
-                    hook(ctx)
+                    hook(ctx, status)
                 except Exception:  # accounting after the fact must never fail the request
                     log.exception("finishing hook failed for %s", ctx.request_id)
             self._record(ctx, status)

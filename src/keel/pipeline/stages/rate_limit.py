@@ -52,7 +52,7 @@ class RateLimitStage:
         ctx.response_headers.update(headers)
         ctx.token_estimate = estimate
 
-    def settle(self, ctx: RequestContext) -> None:
+    def settle(self, ctx: RequestContext, status: int) -> None:
         """Charge the tokens the request used beyond its estimate (or return the unused part)."""
         if ctx.principal is None or ctx.token_estimate is None:
             return
