@@ -24,6 +24,7 @@ from keel.identity import Authenticator, KeyAdmin, KeyStore
 from keel.models import ChatMessage, ModelRegistry
 from keel.observability import ServiceMetrics
 from keel.ops.costs import CostLedger
+from keel.ops.feedback import FeedbackStore
 from keel.ops.handoffs import HandoffStore
 from keel.ops.ratelimit import build_rate_limiter
 from keel.pipeline import Pipeline, RequestContext
@@ -98,6 +99,7 @@ class Runtime:
         self.ledger = CostLedger(self.db)
         self.budgets = BudgetGuard(self.contract.cost.budgets, self.ledger)
         self.handoffs = HandoffStore(self.db)
+        self.feedback = FeedbackStore(self.db, self.traces, redact=redact)
         self.cache = AnswerCache(self.contract.routing.cache)
         self._check_secrets(secrets)
         prompt_refs = self._resolve_prompts()

@@ -11,7 +11,18 @@ from pathlib import Path
 import click
 
 from keel import __version__
-from keel.cli import ask_cmd, audit_cmd, costs_cmd, eval_cmd, ingest_cmd, init_cmd, keys_cmd, serve_cmd, traces_cmd
+from keel.cli import (
+    ask_cmd,
+    audit_cmd,
+    costs_cmd,
+    eval_cmd,
+    feedback_cmd,
+    ingest_cmd,
+    init_cmd,
+    keys_cmd,
+    serve_cmd,
+    traces_cmd,
+)
 
 __all__ = ["main"]
 
@@ -32,5 +43,16 @@ def main(ctx: click.Context, project: Path | None) -> None:
     ctx.obj["project"] = project
 
 
-for _module in (init_cmd, ingest_cmd, serve_cmd, ask_cmd, keys_cmd, traces_cmd, costs_cmd, eval_cmd, audit_cmd):
+for _module in (
+    init_cmd,
+    ingest_cmd,
+    serve_cmd,
+    ask_cmd,
+    keys_cmd,
+    traces_cmd,
+    costs_cmd,
+    eval_cmd,
+    audit_cmd,
+    feedback_cmd,
+):
     main.add_command(_module.command)

@@ -126,4 +126,31 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE api_keys ADD COLUMN apps_json TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE api_keys ADD COLUMN rotated_to TEXT",
     ],
+    # 4: feedback and business outcomes, linked to traces
+    [
+        """CREATE TABLE feedback (
+            feedback_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            tenant TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            app TEXT NOT NULL,
+            rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+            comment TEXT,
+            correction TEXT
+        )""",
+        "CREATE INDEX feedback_tenant ON feedback(tenant, created_at)",
+        "CREATE INDEX feedback_request ON feedback(request_id)",
+        """CREATE TABLE outcomes (
+            outcome_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            tenant TEXT NOT NULL,
+            principal_id TEXT NOT NULL,
+            app TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL
+        )""",
+        "CREATE INDEX outcomes_tenant ON outcomes(tenant, created_at)",
+    ],
 ]

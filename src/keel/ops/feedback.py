@@ -1,0 +1,135 @@
+"""Feedback and business outcomes, each tied to the trace of the request it is about.
+
+Only someone who may see a request's trace may rate it: its asker, or a reviewer or
+admin of its tenant. Comments and corrections are PII-redacted before they are stored
+(corrections feed evaluation cases and fine-tuning sets later). Reports are per tenant.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from keel.errors import InvalidRequest, NotFound
+from keel.identity import Principal
+from keel.store import Database
+from keel.tracing import TraceStore
+
+__all__ = ["FeedbackStore", "Rating", "Subject"]
+
+Rating = Literal["up", "down"]
+_OUTCOME_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subject:
+    """The request a piece of feedback is about, as its trace records it."""
+
+    request_id: str
+    tenant: str
+    app: str
+
+
+class FeedbackStore:
+    """Feedback and outcomes in the project database."""
+
+    def __init__(self, db: Database, traces: TraceStore, *, redact: Callable[[str], str]) -> None:
+        self._db = db
+        self._traces = traces
+        self._redact = redact
+
+    def subject(self, request_id: str, principal: Principal) -> Subject:
+        """The request, if ``principal`` may see it; :class:`NotFound` otherwise (never saying which)."""
+        record = self._traces.get(request_id)
+        visible = (
+            record is not None
+            and record.tenant == principal.tenant
+            and (record.principal_id == principal.id or bool(principal.roles & {"admin", "reviewer"}))
+        )
+        if record is None or not visible:
+            raise NotFound(f"No request {request_id!r} that you may give feedback on.")
+        return Subject(request_id=request_id, tenant=record.tenant, app=record.app)
+
+    def add_feedback(
+        self,
+        subject: Subject,
+        principal: Principal,
+        *,
+        rating: Rating,
+        comment: str | None,
+        correction: str | None,
+    ) -> str:
+        """Store feedback; returns its id."""
+        feedback_id = "fb_" + secrets.token_hex(8)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO feedback (feedback_id, request_id, created_at, tenant, principal_id, app, rating, comment,"
+                " correction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    feedback_id,
+                    subject.request_id,
+                    time.time(),
+                    subject.tenant,
+                    principal.id,
+                    subject.app,
+                    rating,
+                    self._redact(comment) if comment else None,
+                    self._redact(correction) if correction else None,
+                ),
+            )
+        return feedback_id
+
+    def add_outcome(self, subject: Subject, principal: Principal, *, name: str, value: float) -> str:
+        """Store a business outcome (``ticket_resolved`` 1, ``minutes_saved`` 12); returns its id."""
+        if not _OUTCOME_NAME.match(name):
+            raise InvalidRequest(
+                "An outcome name is 1-64 lower-case letters, digits, '_', '.' or '-', starting with a letter.",
+                code="invalid_parameter",
+            )
+        if not math.isfinite(value):
+            raise InvalidRequest("An outcome value must be a finite number.", code="invalid_parameter")
+        outcome_id = "oc_" + secrets.token_hex(8)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO outcomes (outcome_id, request_id, created_at, tenant, principal_id, app, name, value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (outcome_id, subject.request_id, time.time(), subject.tenant, principal.id, subject.app, name, value),
+            )
+        return outcome_id
+
+    def report(self, *, tenant: str | None = None, since: float | None = None) -> dict[str, Any]:
+        """Ratings and outcomes per app (one tenant, or every tenant for the operator)."""
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        clause = " AND ".join(where)
+        conn = self._db.connection()
+        apps: dict[str, dict[str, Any]] = {}
+        for row in conn.execute(
+            f"SELECT app, rating, COUNT(*) AS n, SUM(correction IS NOT NULL) AS corrections FROM feedback"
+            f" WHERE {clause} GROUP BY app, rating",
+            args,
+        ):
+            entry = apps.setdefault(row["app"], {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
+            entry[row["rating"]] += row["n"]
+            entry["corrections"] += row["corrections"] or 0
+        for row in conn.execute(
+            f"SELECT app, name, COUNT(*) AS n, SUM(value) AS total FROM outcomes WHERE {clause} GROUP BY app, name",
+            args,
+        ):
+            entry = apps.setdefault(row["app"], {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
+            entry["outcomes"][row["name"]] = {"count": row["n"], "total": row["total"]}
+        for entry in apps.values():
+            rated = entry["up"] + entry["down"]
+            entry["satisfaction"] = round(entry["up"] / rated, 4) if rated else None
+        return {"apps": apps}
