@@ -21,6 +21,7 @@ from keel.cli import (
     init_cmd,
     keys_cmd,
     serve_cmd,
+    slo_cmd,
     traces_cmd,
 )
 
@@ -54,5 +55,6 @@ for _module in (
     eval_cmd,
     audit_cmd,
     feedback_cmd,
+    slo_cmd,
 ):
     main.add_command(_module.command)

@@ -25,6 +25,7 @@ __all__ = [
     "BlockedTopic",
     "BreakerSettings",
     "Budget",
+    "BurnRateAlert",
     "CacheSettings",
     "ChunkingSettings",
     "ClarifySettings",
@@ -68,12 +69,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BurnRateAlert(_Model):
+    """Alert when the error budget burns this fast over both a long and a short window."""
+
+    long_minutes: int = Field(gt=0, le=60 * 24 * 31)
+    short_minutes: int = Field(gt=0, le=60 * 24 * 31)
+    threshold: float = Field(gt=0, description="Burn rate: error rate divided by the allowed error rate.")
+
+    @model_validator(mode="after")
+    def _short_is_shorter(self) -> BurnRateAlert:
+        if self.short_minutes >= self.long_minutes:
+            raise ValueError("short_minutes must be shorter than long_minutes")
+        return self
+
+
+def _default_burn_alerts() -> list[BurnRateAlert]:
+    return [
+        BurnRateAlert(long_minutes=60, short_minutes=5, threshold=14.4),
+        BurnRateAlert(long_minutes=360, short_minutes=30, threshold=6.0),
+    ]
+
+
 class SloSettings(_Model):
     """Service-level objectives the service is run against."""
 
     p95_latency_ms: int = Field(8000, gt=0, description="Target p95 end-to-end latency.")
     availability: float = Field(0.995, gt=0, lt=1, description="Share of requests served without error.")
     error_budget_window_days: int = Field(30, gt=0, le=366)
+    burn_rate_alerts: list[BurnRateAlert] = Field(
+        default_factory=_default_burn_alerts, description="Multi-window burn-rate alerts (long and short window)."
+    )
+    alert_webhook: str | None = Field(
+        None, description="URL that receives a JSON POST for each firing alert (keel slo --notify)."
+    )
 
 
 class Budget(_Model):

@@ -1,0 +1,139 @@
+"""SLOs from recorded requests: availability, p95, error budget and multi-window burn-rate alerts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keel.contract import BurnRateAlert, SloSettings
+from keel.ops.slo import compute_slo, hourly_series, notify, sparkline
+from keel.store import Database
+
+NOW = 1_800_000_000.0
+SLO = SloSettings(
+    p95_latency_ms=1000,
+    availability=0.99,
+    error_budget_window_days=30,
+    burn_rate_alerts=[BurnRateAlert(long_minutes=60, short_minutes=5, threshold=10.0)],
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "k.db")
+    yield database
+    database.close()
+
+
+def _add(db: Database, rows: list[tuple[float, int, float]]) -> None:
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO traces (request_id, created_at, principal_id, tenant, app, endpoint, mode, status, latency_ms,"
+            " data_json) VALUES (?, ?, 'p', 't', 'default', 'ask', 'answer', ?, ?, '{}')",
+            [(f"r{i}-{at}", at, status, ms) for i, (at, status, ms) in enumerate(rows)],
+        )
+
+
+def test_a_quiet_month_keeps_its_budget(db: Database) -> None:
+    _add(db, [(NOW - 86400 * d - 60, 200, 100.0 + d) for d in range(20)] + [(NOW - 86400 * 3, 503, 5.0)])
+    report = compute_slo(db, SLO, now=NOW)
+    assert report.requests == 21 and report.failures == 1
+    assert report.availability == pytest.approx(20 / 21, abs=1e-6)
+    assert report.error_budget_remaining == pytest.approx(1 - 1 / (0.01 * 21), abs=1e-3)
+    assert report.p95_latency_ms is not None and report.p95_latency_ms < 1000 and report.latency_ok
+    assert not any(a.firing for a in report.alerts)
+
+
+def test_client_errors_and_hang_ups_do_not_spend_the_budget(db: Database) -> None:
+    _add(db, [(NOW - 100, 400, 5.0), (NOW - 90, 401, 5.0), (NOW - 80, 499, 5.0), (NOW - 70, 200, 50.0)])
+    report = compute_slo(db, SLO, now=NOW)
+    assert report.failures == 0 and report.requests == 3
+
+
+def test_an_alert_fires_only_when_both_windows_burn(db: Database) -> None:
+    # An outage 40 minutes ago, over now: the long window burns, the short one does not.
+    _add(db, [(NOW - 2400 - i, 500, 5.0) for i in range(30)] + [(NOW - 60 - i, 200, 5.0) for i in range(30)])
+    report = compute_slo(db, SLO, now=NOW)
+    alert = report.alerts[0]
+    assert alert.long_burn > 10 and alert.short_burn == 0 and not alert.firing
+    # Failing again now: both windows burn.
+    _add(db, [(NOW - 10 - i, 500, 5.0) for i in range(30)])
+    assert compute_slo(db, SLO, now=NOW).alerts[0].firing
+
+
+def test_hourly_series_and_sparkline_draw_the_last_day(db: Database) -> None:
+    _add(db, [(NOW - 3600 * 2 + 10, 200, 100.0), (NOW - 3600 * 2 + 20, 500, 5.0), (NOW - 30, 200, 300.0)])
+    series = hourly_series(db, hours=3, now=NOW)
+    assert [s["requests"] for s in series] == [0.0, 2.0, 1.0]
+    assert series[1]["failure_rate"] == 0.5 and series[0]["p95_ms"] is None
+    line = sparkline([s["p95_ms"] for s in series])
+    assert len(line) == 3 and line[0] == " " and line[2] == "█"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test through the class
+
+    def do_POST(self) -> None:
+        length = int(self.headers["content-length"])
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_firing_alerts_reach_the_webhook(db: Database) -> None:
+    _add(db, [(NOW - 10 - i, 500, 5.0) for i in range(20)])
+    report = compute_slo(db, SLO, now=NOW)
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _Receiver.received.clear()
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert notify(report, webhook=url, service="keel-test") == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert len(_Receiver.received) == 1
+    payload = _Receiver.received[0]
+    assert payload["alert"] == "slo_burn_rate" and payload["firing"] and payload["service"] == "keel-test"
+
+
+def test_an_unreachable_webhook_is_reported_not_raised(db: Database) -> None:
+    _add(db, [(NOW - 10 - i, 500, 5.0) for i in range(20)])
+    report = compute_slo(db, SLO, now=NOW)
+    problems = notify(report, webhook="http://127.0.0.1:9/hook", service="keel-test", timeout_s=1.0)
+    assert problems and "unreachable" in problems[0]
+
+
+def test_keel_slo_prints_json_and_exits_1_while_an_alert_fires(tmp_path: Path) -> None:
+    import time
+
+    from click.testing import CliRunner
+
+    from keel.cli.main import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "keel.yaml").write_text("slo: {availability: 0.99}\n", encoding="utf-8")
+    database = Database(tmp_path / ".keel" / "keel.db")
+    now = time.time()
+    _add(database, [(now - 5 - i, 200, 20.0) for i in range(5)])
+    database.close()
+    quiet = CliRunner().invoke(main, ["--project", str(tmp_path), "slo", "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    assert json.loads(quiet.output)["availability"] == 1.0
+    database = Database(tmp_path / ".keel" / "keel.db")
+    _add(database, [(now - 1 - i / 10, 503, 5.0) for i in range(40)])
+    database.close()
+    firing = CliRunner().invoke(main, ["--project", str(tmp_path), "slo", "--json"])
+    assert firing.exit_code == 1
+    assert any(a["firing"] for a in json.loads(firing.output)["alerts"])
