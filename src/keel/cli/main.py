@@ -16,6 +16,7 @@ from keel.cli import (
     audit_cmd,
     costs_cmd,
     eval_cmd,
+    export_cmd,
     feedback_cmd,
     ingest_cmd,
     init_cmd,
@@ -56,5 +57,6 @@ for _module in (
     audit_cmd,
     feedback_cmd,
     slo_cmd,
+    export_cmd,
 ):
     main.add_command(_module.command)
