@@ -15,6 +15,7 @@ from keel.cli import (
     ask_cmd,
     audit_cmd,
     costs_cmd,
+    drift_cmd,
     eval_cmd,
     export_cmd,
     feedback_cmd,
@@ -57,6 +58,7 @@ for _module in (
     audit_cmd,
     feedback_cmd,
     slo_cmd,
+    drift_cmd,
     export_cmd,
 ):
     main.add_command(_module.command)

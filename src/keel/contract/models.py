@@ -32,6 +32,7 @@ __all__ = [
     "ComplexitySettings",
     "Contract",
     "CostSettings",
+    "DriftSettings",
     "FallbackStep",
     "IdentitySettings",
     "InjectionSettings",
@@ -102,6 +103,16 @@ class SloSettings(_Model):
     alert_webhook: str | None = Field(
         None, description="URL that receives a JSON POST for each firing alert (keel slo --notify)."
     )
+
+
+class DriftSettings(_Model):
+    """When the traffic of a recent window no longer looks like the reference window."""
+
+    reference_days: float = Field(7.0, gt=0, description="The reference window, ending where the current one starts.")
+    current_days: float = Field(1.0, gt=0, description="The current window, ending now.")
+    threshold: float = Field(0.05, gt=0, description="KL divergence (smoothed) above which a dimension drifted.")
+    topics: int = Field(8, ge=2, le=64, description="Question-embedding clusters that stand for topics.")
+    min_requests: int = Field(30, ge=1, description="Fewer requests in either window: no verdict.")
 
 
 class Budget(_Model):
@@ -540,6 +551,7 @@ class Contract(_Model):
     rate_limits: RateLimitSettings = RateLimitSettings()
     audit: AuditSettings = AuditSettings()
     tenants: list[Tenant] = Field(default_factory=list, description="Tenants with data-residency rules.")
+    drift: DriftSettings = DriftSettings()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, as ``(field location, message)``."""
