@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import click
 from rich.table import Table
@@ -20,6 +21,7 @@ __all__ = ["command"]
 def command(ctx: click.Context, as_json: bool, notify: bool) -> None:
     """The service against its SLOs; exits 1 while an alert fires."""
     from keel.ops import slo
+    from keel.ops.anomaly import detect_anomalies
     from keel.store import Database
 
     project = open_project(ctx)
@@ -27,19 +29,44 @@ def command(ctx: click.Context, as_json: bool, notify: bool) -> None:
     db = Database(project.database_path)
     report = slo.compute_slo(db, project.contract.slo)
     series = slo.hourly_series(db)
+    anomalies = detect_anomalies(db)
     db.close()
     problems = (
         slo.notify(report, webhook=project.contract.slo.alert_webhook, service=project.contract.name) if notify else []
     )
     firing = any(a.firing for a in report.alerts)
     if as_json:
-        print_json({**report.to_dict(), "last_24h": series, "notify_problems": problems})
+        print_json(
+            {
+                **report.to_dict(),
+                "last_24h": series,
+                "anomalies": [a.to_dict() for a in anomalies],
+                "notify_problems": problems,
+            }
+        )
     else:
         _print(report, series)
+        _print_anomalies(anomalies)
         for problem in problems:
             console.print(f"[red]alert not delivered[/red]: {problem}")
     if firing:
         sys.exit(1)
+
+
+def _print_anomalies(anomalies: Sequence[object]) -> None:
+    from keel.ops.anomaly import Anomaly
+
+    table = Table(title="Last hour against the 24 before it (median, robust z-score)")
+    for column in ("signal", "last hour", "baseline", "score", "state"):
+        table.add_column(column)
+    for a in anomalies:
+        assert isinstance(a, Anomaly)
+        baseline = "-" if a.baseline != a.baseline else f"{a.baseline:.6g}"
+        score = "-" if a.score != a.score else f"{a.score:.1f}"
+        state = "[red]ANOMALY[/red]" if a.anomalous else ("too little history" if score == "-" else "normal")
+        table.add_row(a.signal, f"{a.value:.6g}", baseline, score, state)
+    if anomalies:
+        console.print(table)
 
 
 def _print(report: object, series: list[dict[str, float | None]]) -> None:

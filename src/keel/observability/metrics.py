@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from keel.contract import Contract
 from keel.errors import all_error_codes
 from keel.models.registry import ModelRegistry
+from keel.ops.anomaly import Anomaly, detect_anomalies
 from keel.pipeline.context import RequestContext
 from keel.routing.budgets import BudgetGuard
 from keel.store import Database
@@ -37,6 +38,7 @@ STAGES = frozenset({"identity", "rate_limit", "guard_in", "retrieve", "route", "
 CACHE_OUTCOMES = frozenset({"off", "miss", "exact", "semantic"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BREAKER_STATES = ("closed", "open", "half_open")
+ANOMALY_REFRESH_S = 60.0
 
 
 class _Vocabulary:
@@ -63,6 +65,8 @@ class _LiveCollector(Collector):
 
     def __init__(self, live: _Live) -> None:
         self._live = live
+        self._anomalies: list[Anomaly] = []
+        self._anomalies_at = float("-inf")
 
     def collect(self) -> Iterator[Metric]:
         live = self._live
@@ -99,6 +103,19 @@ class _LiveCollector(Collector):
         except sqlite3.Error:
             pass  # a scrape never fails because the store is busy
         yield age
+        anomaly = GaugeMetricFamily(
+            "keel_anomaly", "1 when the last hour's value is anomalous against its rolling baseline.", labels=["signal"]
+        )
+        now = live.clock()
+        if now - self._anomalies_at > ANOMALY_REFRESH_S:
+            try:
+                self._anomalies = detect_anomalies(live.db, now=now)
+            except sqlite3.Error:
+                self._anomalies = []
+            self._anomalies_at = now
+        for a in self._anomalies:
+            anomaly.add_metric([a.signal], 1.0 if a.anomalous else 0.0)
+        yield anomaly
 
 
 class ServiceMetrics:
