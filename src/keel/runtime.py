@@ -27,6 +27,7 @@ from keel.ops.costs import CostLedger
 from keel.ops.feedback import FeedbackStore
 from keel.ops.handoffs import HandoffStore
 from keel.ops.ratelimit import build_rate_limiter
+from keel.ops.watch import Watch
 from keel.pipeline import Pipeline, RequestContext
 from keel.pipeline.leakage import LeakDetector
 from keel.pipeline.prompts import PromptLibrary
@@ -89,6 +90,7 @@ class Runtime:
         self.auth = Authenticator(self.keys, jwt=self.contract.identity.jwt, project_root=project.root)
         self.audit = AuditLog(self.db, redact=redact)
         self.key_admin = KeyAdmin(self.keys, self.audit)
+        self.watch = Watch(self.contract, db=self.db, audit=self.audit)
         self.index = IndexStore(project.index_dir)
         self.embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
         self.models = ModelRegistry(

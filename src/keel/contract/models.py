@@ -101,7 +101,10 @@ class SloSettings(_Model):
         default_factory=_default_burn_alerts, description="Multi-window burn-rate alerts (long and short window)."
     )
     alert_webhook: str | None = Field(
-        None, description="URL that receives a JSON POST for each firing alert (keel slo --notify)."
+        None, description="URL that receives a JSON POST when an alert starts firing (keel serve, keel slo --notify)."
+    )
+    check_interval_s: float = Field(
+        60.0, ge=1, le=3600, description="How often keel serve checks burn rates and anomalies."
     )
 
 

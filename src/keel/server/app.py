@@ -7,6 +7,8 @@ closes it (flushing traces) on shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,9 +34,13 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         live = runtime or Runtime(Project.open(settings), secrets=settings.secrets, redis_url=settings.redis_url)
         await live.warm_up()
         app.state.runtime = live
+        watch = asyncio.create_task(live.watch.run(live.contract.slo.check_interval_s))
         try:
             yield
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             app.state.runtime = None
             if owned:
                 await live.close()

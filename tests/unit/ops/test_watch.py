@@ -1,0 +1,57 @@
+"""The watch raises SLO and anomaly events once when they start and once when they end."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import HTTPServer
+from pathlib import Path
+
+import pytest
+
+from keel.audit import AuditLog
+from keel.contract import parse_contract
+from keel.ops.watch import Watch
+from keel.policy.pii import redact
+from keel.store import Database
+from tests.unit.ops.test_slo import _add, _Receiver
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Receiver.received.clear()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_alert_is_raised_once_and_resolved_once(tmp_path: Path, receiver: str) -> None:
+    contract = parse_contract(
+        "slo:\n  availability: 0.99\n  alert_webhook: " + receiver + "\n"
+        "  burn_rate_alerts: [{long_minutes: 60, short_minutes: 5, threshold: 10}]\n"
+    )
+    db = Database(tmp_path / "k.db")
+    audit = AuditLog(db, redact=redact)
+    clock = [NOW]
+    watch = Watch(contract, db=db, audit=audit, clock=lambda: clock[0])
+    try:
+        assert watch.check() == []
+        _add(db, [(NOW - 10 - i, 500, 5.0) for i in range(20)])
+        assert watch.check() == ["slo.alert:60/5"]
+        assert watch.check() == []  # still firing: nothing repeated
+        clock[0] = NOW + 2 * 3600  # the failures age out of both windows
+        assert watch.check() == ["slo.resolved:60/5"]
+        assert [r.action for r in audit.records(action="slo")] == ["slo.alert", "slo.resolved"]
+        assert len(_Receiver.received) == 1 and _Receiver.received[0]["firing"]
+        assert audit.verify().ok
+    finally:
+        audit.close()
+        db.close()
