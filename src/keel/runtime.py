@@ -179,6 +179,8 @@ class Runtime:
     async def warm_up(self) -> None:
         """Load the embedding model, the language models and the active index; audit the contract in force."""
         await asyncio.to_thread(self._audit_contract)
+        if await asyncio.to_thread(self.auth.warm_up) is False:
+            log.warning("the JWKS could not be loaded (identity.jwt.jwks): bearer tokens get 401 until it loads")
         await asyncio.to_thread(self.embedder.warm_up)
         await self.models.warm_up()
         try:
@@ -221,6 +223,11 @@ class Runtime:
             status["index"] = ComponentStatus(ready=False, detail="no index built: run `keel ingest`")
         except Exception as exc:
             status["index"] = ComponentStatus(ready=False, detail=type(exc).__name__)
+        if self.auth.jwks_ready is not None:
+            # Reported, not required: API keys keep working while the identity provider is away.
+            status["jwks"] = ComponentStatus(
+                ready=True, detail="loaded" if self.auth.jwks_ready else "not loaded yet (identity.jwt.jwks)"
+            )
         status["embedder"] = ComponentStatus(
             ready=self.embedder.ready, detail=self.embedder.model_id if self.embedder.ready else "loading"
         )

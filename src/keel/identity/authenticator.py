@@ -27,6 +27,15 @@ class Authenticator:
         """Whether JWT bearer tokens are configured."""
         return self._jwt is not None
 
+    def warm_up(self) -> bool | None:
+        """Load the JWKS when JWTs are configured; whether it loaded (``None``: no JWTs)."""
+        return self._jwt.warm_up() if self._jwt is not None else None
+
+    @property
+    def jwks_ready(self) -> bool | None:
+        """Whether the JWKS is loaded (``None``: no JWTs configured)."""
+        return self._jwt.ready if self._jwt is not None else None
+
     def authenticate(self, credential: str) -> Principal:
         """The principal behind ``credential`` (an API key or a JWT)."""
         if credential.startswith(_KEY_PREFIX):

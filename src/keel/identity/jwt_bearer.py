@@ -190,6 +190,19 @@ class JwtVerifier:
                 self._client.close()
                 self._client = None
 
+    def warm_up(self) -> bool:
+        """Load the JWKS now, so that a wrong file or URL shows at start-up; whether keys are loaded."""
+        try:
+            self._current_keys()
+        except AuthError:
+            return False
+        return True
+
+    @property
+    def ready(self) -> bool:
+        """Whether a JWKS has been loaded."""
+        return self._keys is not None
+
     def verify(self, token: str) -> Principal:
         """Verify ``token`` and return its principal; raises :class:`AuthError` (401) otherwise."""
         if len(token) > MAX_TOKEN_CHARS:
