@@ -67,6 +67,25 @@ def ingest(root: Path, embedder: Any) -> Any:
         db.close()
 
 
+def share_embedder_cache(root: Path, embedder: Any) -> None:
+    """Give a project the embedding model's compiled graph instead of letting its server rebuild it."""
+    cache = root / ".keel" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
+        shutil.copy2(onnx, cache / onnx.name)
+
+
+def small_project(root: Path, embedder: Any, *, folders: list[str], contract: str) -> Any:
+    """A project of some sample folders under ``contract``, ingested; returns the ingest report."""
+    (root / "docs").mkdir(parents=True)
+    for folder in folders:
+        shutil.copytree(SAMPLE_PROJECT / "docs" / folder, root / "docs" / folder)
+    (root / "keel.yaml").write_text(contract, encoding="utf-8")
+    report = ingest(root, embedder)
+    share_embedder_cache(root, embedder)
+    return report
+
+
 def create_keys(root: Path, principals_file: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], str]:
     from keel.identity import KeyStore
     from keel.store import Database
@@ -94,11 +113,7 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> S
     report = ingest(root, embedder)
     assert report.failed == [], report.failed
     keys, principals, tenant = create_keys(root, root / "principals.yaml")
-    # Share the embedding model's compiled graph with the server instead of rebuilding it.
-    cache = root / ".keel" / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
-        shutil.copy2(onnx, cache / onnx.name)
+    share_embedder_cache(root, embedder)
     return SampleProject(root=root, keys=keys, principals=principals, tenant=tenant)
 
 

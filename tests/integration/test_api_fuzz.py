@@ -3,9 +3,7 @@ no 5xx, and every documented response matches its schema."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +14,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import SAMPLE_PROJECT
-from tests.integration.conftest import RunningServer, auth, ingest, start_server, stop_server
+from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 
 EXAMPLES = 25
 """Examples per operation and mode: enough to find crashes, bounded for CI."""
@@ -39,16 +36,10 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iter
     from keel.store import Database
 
     root = tmp_path_factory.mktemp("fuzz") / "proj"
-    (root / "docs").mkdir(parents=True)
-    shutil.copytree(SAMPLE_PROJECT / "docs" / "all-staff", root / "docs" / "all-staff")
-    (root / "keel.yaml").write_text(CONTRACT, encoding="utf-8")
-    ingest(root, embedder)
+    small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
     db = Database(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="fuzz", tenant="acme", groups=[], roles=["admin"]).secret
     db.close()
-    (root / ".keel" / "cache").mkdir(parents=True, exist_ok=True)
-    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
-        shutil.copy2(onnx, root / ".keel" / "cache" / onnx.name)
     server = start_server(root, root / "server.log")
     yield server, key
     stop_server(server)

@@ -5,7 +5,6 @@ the hand-off queue takes questions Keel cannot answer, and reviewers answer them
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SAMPLE_PROJECT
-from tests.integration.conftest import RunningServer, auth, ingest, start_server, stop_server
+from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 
 CONTRACT = """
 cost:
@@ -47,19 +45,13 @@ def served(
     from keel.store import Database
 
     root = tmp_path_factory.mktemp("budget") / "proj"
-    (root / "docs").mkdir(parents=True)
-    shutil.copytree(SAMPLE_PROJECT / "docs" / "all-staff", root / "docs" / "all-staff")
-    (root / "keel.yaml").write_text(CONTRACT, encoding="utf-8")
-    ingest(root, embedder)
+    small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
     store = KeyStore(Database(root / ".keel" / "keel.db"))
     keys = {
         "sam": store.create(principal_id="sam", tenant="larkspur", groups=[], roles=["user"]).secret,
         "rita": store.create(principal_id="rita", tenant="larkspur", groups=[], roles=["reviewer"]).secret,
         "otto": store.create(principal_id="otto", tenant="other", groups=[], roles=["reviewer"]).secret,
     }
-    (root / ".keel" / "cache").mkdir(parents=True, exist_ok=True)
-    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
-        shutil.copy2(onnx, root / ".keel" / "cache" / onnx.name)
     server = start_server(root, root / "server.log")
     yield root, server, keys
     stop_server(server)

@@ -4,7 +4,6 @@ other tenants, forged tokens, rate limits, PII in every store, the admin API and
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SAMPLE_PROJECT
-from tests.integration.conftest import RunningServer, auth, ingest, start_server, stop_server
+from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, claims, hmac_token, rsa_key, unsigned_token, write_jwks
 
 CONTRACT = f"""
@@ -64,13 +62,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     from keel.store import Database
 
     root = tmp_path_factory.mktemp("security") / "proj"
-    (root / "docs").mkdir(parents=True)
-    for folder in ("all-staff", "hr"):
-        shutil.copytree(SAMPLE_PROJECT / "docs" / folder, root / "docs" / folder)
-    (root / "keel.yaml").write_text(CONTRACT, encoding="utf-8")
+    report = small_project(root, embedder, folders=["all-staff", "hr"], contract=CONTRACT)
     signer = rsa_key("idp-1")
     write_jwks(root / "jwks.json", signer)
-    report = ingest(root, embedder)
     db = Database(root / ".keel" / "keel.db")
     store = KeyStore(db)
     keys = {
@@ -81,9 +75,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         "askonly": store.create(principal_id="bot", tenant="acme", groups=[], roles=["app"], apps=["limited"]).secret,
     }
     db.close()
-    (root / ".keel" / "cache").mkdir(parents=True, exist_ok=True)
-    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
-        shutil.copy2(onnx, root / ".keel" / "cache" / onnx.name)
     server = start_server(root, root / "server.log")
     yield Served(root, server, keys, signer, report.embedded_instructions)
     stop_server(server)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import SAMPLE_PROJECT
-from tests.integration.conftest import RunningServer, auth, ingest, start_server, stop_server
+from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 from tests.support.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
 
 LIMIT = 6
@@ -43,16 +40,10 @@ def replicas(
     from keel.store import Database
 
     root = tmp_path_factory.mktemp("replicas") / "proj"
-    (root / "docs").mkdir(parents=True)
-    shutil.copytree(SAMPLE_PROJECT / "docs" / "all-staff", root / "docs" / "all-staff")
-    (root / "keel.yaml").write_text(CONTRACT, encoding="utf-8")
-    ingest(root, embedder)
+    small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
     db = Database(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="sam", tenant="acme", groups=[], roles=["user"]).secret
     db.close()
-    (root / ".keel" / "cache").mkdir(parents=True, exist_ok=True)
-    for onnx in Path(embedder.cache_dir).glob("*.onnx"):
-        shutil.copy2(onnx, root / ".keel" / "cache" / onnx.name)
     env = {"KEEL_REDIS_URL": redis_server.url}
     servers = [start_server(root, root / f"replica{i}.log", extra_env=env) for i in range(2)]
     yield servers, key

@@ -222,7 +222,11 @@ class PiiRecognizer:
         """PII of the configured kinds in ``text``."""
         return find_pii(text, self.kinds)
 
-    def redact(self, text: str, *, keep: frozenset[str] = frozenset()) -> str:
-        """``text`` with PII replaced, except items whose exact text is in ``keep``."""
-        matches = [m for m in self.find(text) if text[m.start : m.end] not in keep]
+    def redact(self, text: str, *, sources: Sequence[str] = ()) -> str:
+        """``text`` with PII replaced, except items that appear word for word in one of ``sources``.
+
+        One pass: each item is found once and kept only when a source the caller may
+        read already contains it (an answer may repeat a phone number from its passage).
+        """
+        matches = [m for m in self.find(text) if not any(text[m.start : m.end] in s for s in sources)]
         return _replace(text, matches)

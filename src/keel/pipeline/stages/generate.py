@@ -221,6 +221,7 @@ class GenerateStage:
     def _screen_sentence(self, ctx: RequestContext, passages: list[Hit]) -> Callable[[str], str | None]:
         """Before a sentence is streamed: drop it if it quotes the instructions, redact unsourced PII."""
         redact = self._contract.policy.pii.redact_unsourced_in_answers
+        sources = [h.passage.text for h in passages]
 
         def screen(sentence: str) -> str | None:
             if self._leakage.overlap(sentence):
@@ -228,12 +229,7 @@ class GenerateStage:
                 return None
             if not redact:
                 return sentence
-            sourced = frozenset(
-                sentence[m.start : m.end]
-                for m in self._pii.find(sentence)
-                if any(sentence[m.start : m.end] in h.passage.text for h in passages)
-            )
-            return self._pii.redact(sentence, keep=sourced)
+            return self._pii.redact(sentence, sources=sources)
 
         return screen
 

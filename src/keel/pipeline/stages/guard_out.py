@@ -94,12 +94,7 @@ class OutputGuardStage:
             ctx.mode, ctx.answer, ctx.citations = "refused", topic.message, []
             return f"blocked:topic:{topic.name}"
         if self._policy.pii.redact_unsourced_in_answers:
-            sourced = frozenset(
-                ctx.answer[m.start : m.end]
-                for m in self._pii.find(ctx.answer)
-                if any(ctx.answer[m.start : m.end] in h.passage.text for h in ctx.hits)
-            )
-            redacted = self._pii.redact(ctx.answer, keep=sourced)
+            redacted = self._pii.redact(ctx.answer, sources=[h.passage.text for h in ctx.hits])
             if redacted != ctx.answer:
                 details["pii_redacted"] = True
                 ctx.answer = redacted
