@@ -13,10 +13,11 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
+from keel import __version__
 from keel.audit import AuditEvent, AuditLog
 from keel.contract import App
 from keel.errors import ConfigError, NotReady
@@ -50,8 +51,13 @@ from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard
 from keel.routing.cache import AnswerCache
+from keel.settings import Settings
 from keel.store import Database
-from keel.tracing import Trace, TraceStore
+from keel.tracing import Trace, TraceRecord, TraceStore
+from keel.tracing.context import parse_traceparent
+
+if TYPE_CHECKING:
+    from keel.tracing.otlp import OtlpExporter
 
 __all__ = ["ComponentStatus", "Runtime", "new_request_id"]
 
@@ -80,6 +86,9 @@ class Runtime:
         *,
         secrets: Mapping[str, SecretStr] | None = None,
         redis_url: str | None = None,
+        otlp_endpoint: str | None = None,
+        otlp_headers: Mapping[str, SecretStr] | None = None,
+        otlp_capture_content: bool = True,
     ) -> None:
         secrets = secrets or {}
         self.project = project
@@ -112,6 +121,20 @@ class Runtime:
         leakage = LeakDetector(t.system for t in self.prompts.templates())
         self.rate_limiter = build_rate_limiter(self.contract.rate_limits, redis_url=redis_url)
         self.metrics = ServiceMetrics(self.contract, models=self.models, budgets=self.budgets, db=self.db)
+        self.otlp: OtlpExporter | None = None
+        on_recorded: list[Callable[[TraceRecord], None]] = []
+        if otlp_endpoint:
+            from keel.tracing.otlp import OtlpExporter
+
+            self.otlp = OtlpExporter(
+                otlp_endpoint,
+                service_name=self.contract.name,
+                service_version=__version__,
+                redact=redact,
+                headers={k: v.get_secret_value() for k, v in (otlp_headers or {}).items()},
+                capture_content=otlp_capture_content,
+            )
+            on_recorded.append(self.otlp.submit)
         limit_stages: list[Stage] = []
         on_finish: list[Callable[[RequestContext, int], None]] = [self.metrics.observe]
         if self.rate_limiter is not None:
@@ -152,6 +175,7 @@ class Runtime:
             traces=self.traces,
             audit=self.audit,
             on_finish=on_finish,
+            on_recorded=on_recorded,
         )
         self._warm = False
 
@@ -248,9 +272,10 @@ class Runtime:
         request_id: str | None = None,
         top_k: int | None = None,
         history: list[ChatMessage] | None = None,
+        traceparent: str | None = None,
         **extra: Any,
     ) -> RequestContext:
-        """A fresh context for one request."""
+        """A fresh context for one request, inside the caller's distributed trace when ``traceparent`` is valid."""
         rid = request_id or new_request_id()
         chosen = app or self.contract.default_app
         return RequestContext(
@@ -260,14 +285,28 @@ class Runtime:
             question=question,
             credential=credential,
             top_k=top_k or chosen.top_k or self.contract.retrieval.top_k,
-            trace=Trace(request_id=rid),
+            trace=Trace.joining(rid, parse_traceparent(traceparent)),
             history=history or [],
             **extra,
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings, project: Project | None = None) -> Runtime:
+        """The runtime a deployment's settings describe (the project they name, unless given)."""
+        return cls(
+            project or Project.open(settings),
+            secrets=settings.secrets,
+            redis_url=settings.redis_url,
+            otlp_endpoint=settings.otlp_endpoint,
+            otlp_headers=settings.otlp_headers,
+            otlp_capture_content=settings.otlp_capture_content,
+        )
+
     async def close(self) -> None:
-        """Flush traces and the audit log, and release models and connections."""
+        """Flush traces, spans and the audit log, and release models and connections."""
         self.traces.close()
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.close)
         self.audit.close()
         self.auth.close()
         if self.rate_limiter is not None:

@@ -40,6 +40,19 @@ class Settings(BaseSettings):
         None,
         description="Redis for state shared by replicas (rate_limits.backend: redis), e.g. redis://127.0.0.1:6379/0.",
     )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces): every request is exported as"
+        " OpenTelemetry spans with the GenAI attributes. Default: no export.",
+    )
+    otlp_headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Headers for the OTLP receiver, as JSON (KEEL_OTLP_HEADERS=\'{"authorization": "Bearer ..."}\').',
+    )
+    otlp_capture_content: bool = Field(
+        True,
+        description="Include the (PII-redacted) question and answer in exported spans; false sends metadata only.",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='Secrets models refer to by name (api_key_secret), as JSON: KEEL_SECRETS=\'{"openai": "sk-..."}\'.',

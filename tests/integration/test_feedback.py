@@ -84,3 +84,65 @@ def test_feedback_and_outcomes_are_recorded_for_the_asker_and_reported(
     )
     records = [json.loads(line) for line in audit.stdout.splitlines()]
     assert any(r["subject"] == rid and r["data"]["rating"] == "down" for r in records)
+
+
+def test_feedback_is_reported_per_release_and_per_tag(client: httpx.Client, sample_project: SampleProject) -> None:
+    fiona = sample_project.keys["fiona.fin"]
+    tagged = client.post(
+        "/v1/ask",
+        json={"question": "How do I submit an expense claim?", "tags": ["pilot-finance", "emea"]},
+        headers=auth(fiona),
+    ).json()
+    untagged = client.post(
+        "/v1/ask", json={"question": "How do I submit an expense claim?"}, headers=auth(fiona)
+    ).json()
+    trace = client.get(f"/v1/traces/{tagged['request_id']}", headers=auth(fiona)).json()
+    release = trace["response"]["release"]
+    assert release == f"{tagged['prompt'] or 'answer@2'}+index@{tagged['index_version']}"
+    assert trace["request"]["tags"] == ["pilot-finance", "emea"]
+    for rid, rating in ((tagged["request_id"], "up"), (untagged["request_id"], "down")):
+        assert (
+            client.post("/v1/feedback", json={"request_id": rid, "rating": rating}, headers=auth(fiona)).status_code
+            == 201
+        )
+    assert (
+        client.post(
+            "/v1/outcomes",
+            json={"request_id": tagged["request_id"], "name": "ticket_resolved", "value": 1},
+            headers=auth(fiona),
+        ).status_code
+        == 201
+    )
+    report = subprocess.run(
+        [sys.executable, "-m", "keel", "--project", str(sample_project.root), "feedback", "report", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    data = json.loads(report.stdout)
+    assert data["releases"][release]["up"] >= 1 and data["releases"][release]["down"] >= 1
+    for tag in ("pilot-finance", "emea"):
+        assert data["tags"][tag]["up"] == 1 and data["tags"][tag]["down"] == 0, (
+            "the untagged request counts under no tag"
+        )
+        assert data["tags"][tag]["outcomes"]["ticket_resolved"]["count"] == 1
+    table = subprocess.run(
+        [sys.executable, "-m", "keel", "--project", str(sample_project.root), "feedback", "report"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "Feedback by release" in table and "Feedback by tag" in table and "pilot-finance" in table
+
+
+def test_malformed_tags_are_refused_with_the_field_named(client: httpx.Client, sample_project: SampleProject) -> None:
+    key = sample_project.keys["fiona.fin"]
+    for tags in (["Has Spaces"], ["x" * 65], [f"t{i}" for i in range(9)], "pilot"):
+        response = client.post(
+            "/v1/ask", json={"question": "How do I submit an expense claim?", "tags": tags}, headers=auth(key)
+        )
+        assert response.status_code == 400, (tags, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and "tags" in error["message"]

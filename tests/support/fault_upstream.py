@@ -42,6 +42,8 @@ class FaultState:
     retry_after: str = "1"
     requests: int = 0
     modes_served: list[str] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)
+    """The ``traceparent`` header of each request, in order."""
 
     def next_mode(self) -> Mode:
         self.requests += 1
@@ -99,6 +101,7 @@ class FaultUpstream:
 
         async def completions(request: Request) -> Response:
             body = await request.json()
+            state.traceparents.append(request.headers.get("traceparent"))
             mode = state.next_mode()
             answer = _answer_for(body)
             words = answer.split(" ")

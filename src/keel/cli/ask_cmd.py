@@ -41,12 +41,11 @@ def command(
 
 async def _ask_local(ctx: click.Context, key: str, question: str, app_name: str | None, top_k: int | None) -> Any:
     from keel.errors import UnknownApp
-    from keel.project import Project
     from keel.runtime import Runtime
     from keel.server.render import ask_body
 
     settings = settings_from(ctx)
-    runtime = Runtime(Project.open(settings), secrets=settings.secrets, redis_url=settings.redis_url)
+    runtime = Runtime.from_settings(settings)
     try:
         app = None
         if app_name:

@@ -138,7 +138,7 @@ def run(
 
             workers = concurrency or os.cpu_count() or 2
             if url is None:
-                runtime = Runtime(project, secrets=settings.secrets, redis_url=settings.redis_url)
+                runtime = Runtime.from_settings(settings, project)
                 try:
                     await runtime.warm_up()
                     runs = await run_cases(loaded, cases, runtime=runtime, concurrency=workers, progress=progress)

@@ -1,6 +1,8 @@
-"""keel feedback report: ratings, corrections and business outcomes per app."""
+"""keel feedback report: ratings, corrections and business outcomes per app, release and tag."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 from rich.table import Table
@@ -23,7 +25,7 @@ def command() -> None:
 @click.pass_context
 @handle_errors
 def report(ctx: click.Context, since: str | None, tenant: str | None, as_json: bool) -> None:
-    """Per app: thumbs up and down, satisfaction, corrections, and outcomes (count and total)."""
+    """Per app, release and tag: thumbs up and down, satisfaction, corrections, outcomes (count and total)."""
     from keel.ops.feedback import FeedbackStore
     from keel.policy.pii import redact
     from keel.store import Database
@@ -39,19 +41,25 @@ def report(ctx: click.Context, since: str | None, tenant: str | None, as_json: b
     if as_json:
         print_json(data)
         return
-    table = Table(title="Feedback by app")
-    for column in ("app", "up", "down", "satisfaction", "corrections", "outcomes"):
+    for dimension, title in (("apps", "app"), ("releases", "release"), ("tags", "tag")):
+        if data[dimension] or dimension == "apps":
+            console.print(_table(title, data[dimension]))
+
+
+def _table(title: str, groups: dict[str, Any]) -> Table:
+    table = Table(title=f"Feedback by {title}")
+    for column in (title, "up", "down", "satisfaction", "corrections", "outcomes"):
         table.add_column(column)
-    for app, entry in sorted(data["apps"].items()):
+    for name, entry in sorted(groups.items()):
         satisfaction = entry["satisfaction"]
         bar = "█" * round((satisfaction or 0) * 20) if satisfaction is not None else ""
-        outcomes = ", ".join(f"{name}: {o['count']} ({o['total']:g})" for name, o in sorted(entry["outcomes"].items()))
+        outcomes = ", ".join(f"{n}: {o['count']} ({o['total']:g})" for n, o in sorted(entry["outcomes"].items()))
         table.add_row(
-            app,
+            name or "-",
             str(entry["up"]),
             str(entry["down"]),
             f"{satisfaction:.0%} {bar}" if satisfaction is not None else "-",
             str(entry["corrections"]),
             outcomes or "-",
         )
-    console.print(table)
+    return table

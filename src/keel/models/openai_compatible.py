@@ -20,6 +20,7 @@ import httpx
 from keel.contract import ModelSpec
 from keel.errors import UpstreamBadResponse, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
 from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamDelta, collect
+from keel.tracing.context import current_traceparent
 
 __all__ = ["OpenAICompatibleProvider"]
 
@@ -81,7 +82,9 @@ class OpenAICompatibleProvider:
         usage: dict[str, Any] | None = None
         finish: str | None = None
         try:
-            async with self._client.stream("POST", self._url, json=body) as response:
+            traceparent = current_traceparent()
+            headers = {"traceparent": traceparent} if traceparent else None
+            async with self._client.stream("POST", self._url, json=body, headers=headers) as response:
                 await _raise_for_status(response, self.name)
                 lines = response.aiter_lines()
                 first = True

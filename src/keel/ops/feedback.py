@@ -7,6 +7,7 @@ admin of its tenant. Comments and corrections are PII-redacted before they are s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -33,6 +34,8 @@ class Subject:
     request_id: str
     tenant: str
     app: str
+    release: str = ""
+    tags: tuple[str, ...] = ()
 
 
 class FeedbackStore:
@@ -53,7 +56,9 @@ class FeedbackStore:
         )
         if record is None or not visible:
             raise NotFound(f"No request {request_id!r} that you may give feedback on.")
-        return Subject(request_id=request_id, tenant=record.tenant, app=record.app)
+        return Subject(
+            request_id=request_id, tenant=record.tenant, app=record.app, release=record.release, tags=record.tags
+        )
 
     def add_feedback(
         self,
@@ -69,7 +74,7 @@ class FeedbackStore:
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO feedback (feedback_id, request_id, created_at, tenant, principal_id, app, rating, comment,"
-                " correction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " correction, release, tags_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     feedback_id,
                     subject.request_id,
@@ -80,6 +85,8 @@ class FeedbackStore:
                     rating,
                     self._redact(comment) if comment else None,
                     self._redact(correction) if correction else None,
+                    subject.release,
+                    json.dumps(list(subject.tags)),
                 ),
             )
         return feedback_id
@@ -96,40 +103,65 @@ class FeedbackStore:
         outcome_id = "oc_" + secrets.token_hex(8)
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO outcomes (outcome_id, request_id, created_at, tenant, principal_id, app, name, value)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (outcome_id, subject.request_id, time.time(), subject.tenant, principal.id, subject.app, name, value),
+                "INSERT INTO outcomes (outcome_id, request_id, created_at, tenant, principal_id, app, name, value,"
+                " release, tags_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    outcome_id,
+                    subject.request_id,
+                    time.time(),
+                    subject.tenant,
+                    principal.id,
+                    subject.app,
+                    name,
+                    value,
+                    subject.release,
+                    json.dumps(list(subject.tags)),
+                ),
             )
         return outcome_id
 
     def report(self, *, tenant: str | None = None, since: float | None = None) -> dict[str, Any]:
-        """Ratings and outcomes per app (one tenant, or every tenant for the operator)."""
+        """Ratings and outcomes per app, per release and per tag (one tenant, or every tenant for the operator).
+
+        A request with several tags counts once under each of them; untagged requests appear under no tag.
+        """
         where: list[str] = ["1 = 1"]
         args: list[object] = []
         if tenant is not None:
-            where.append("tenant = ?")
+            where.append("t.tenant = ?")
             args.append(tenant)
         if since is not None:
-            where.append("created_at >= ?")
+            where.append("t.created_at >= ?")
             args.append(since)
         clause = " AND ".join(where)
+        return {
+            dimension: self._grouped(key, clause, args)
+            for dimension, key in (("apps", "t.app"), ("releases", "t.release"), ("tags", "tag.value"))
+        }
+
+    def _grouped(self, key: str, clause: str, args: list[object]) -> dict[str, dict[str, Any]]:
+        tag_join = ", json_each(t.tags_json) AS tag" if key.startswith("tag.") else ""
         conn = self._db.connection()
-        apps: dict[str, dict[str, Any]] = {}
+        groups: dict[str, dict[str, Any]] = {}
+
+        def entry(name: str) -> dict[str, Any]:
+            return groups.setdefault(name, {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
+
         for row in conn.execute(
-            f"SELECT app, rating, COUNT(*) AS n, SUM(correction IS NOT NULL) AS corrections FROM feedback"
-            f" WHERE {clause} GROUP BY app, rating",
+            f"SELECT {key} AS grp, t.rating AS rating, COUNT(*) AS n, SUM(t.correction IS NOT NULL) AS corrections"
+            f" FROM feedback AS t{tag_join} WHERE {clause} GROUP BY grp, t.rating",
             args,
         ):
-            entry = apps.setdefault(row["app"], {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
-            entry[row["rating"]] += row["n"]
-            entry["corrections"] += row["corrections"] or 0
+            group = entry(row["grp"])
+            group[row["rating"]] += row["n"]
+            group["corrections"] += row["corrections"] or 0
         for row in conn.execute(
-            f"SELECT app, name, COUNT(*) AS n, SUM(value) AS total FROM outcomes WHERE {clause} GROUP BY app, name",
+            f"SELECT {key} AS grp, t.name AS name, COUNT(*) AS n, SUM(t.value) AS total"
+            f" FROM outcomes AS t{tag_join} WHERE {clause} GROUP BY grp, t.name",
             args,
         ):
-            entry = apps.setdefault(row["app"], {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
-            entry["outcomes"][row["name"]] = {"count": row["n"], "total": row["total"]}
-        for entry in apps.values():
-            rated = entry["up"] + entry["down"]
-            entry["satisfaction"] = round(entry["up"] / rated, 4) if rated else None
-        return {"apps": apps}
+            entry(row["grp"])["outcomes"][row["name"]] = {"count": row["n"], "total": row["total"]}
+        for group in groups.values():
+            rated = group["up"] + group["down"]
+            group["satisfaction"] = round(group["up"] / rated, 4) if rated else None
+        return groups

@@ -90,6 +90,8 @@ class RequestContext:
     trace: Trace
     history: list[ChatMessage] = field(default_factory=list)
     """Earlier chat turns (chat endpoint), oldest first; the question is the last user turn."""
+    tags: tuple[str, ...] = ()
+    """The caller's reporting labels (validated by the API)."""
     max_tokens: int | None = None
     temperature: float | None = None
     stream: StreamSink | None = None
@@ -115,6 +117,8 @@ class RequestContext:
     cost_usd: float = 0.0
     guard_verdicts: dict[str, str] = field(default_factory=dict)
     index_version: int | None = None
+    release: str = ""
+    """The release that served the request: the app's prompt and the index version in force (set by respond)."""
     finish_reason: str = "stop"
     streamed_text: list[str] = field(default_factory=list)
     response_headers: dict[str, str] = field(default_factory=dict)

@@ -32,8 +32,10 @@ class Pipeline:
         traces: TraceStore,
         audit: AuditLog | None = None,
         on_finish: Sequence[Callable[[RequestContext, int], None]] = (),
+        on_recorded: Sequence[Callable[[TraceRecord], None]] = (),
     ) -> None:
         self.stages = list(stages)
+        self._on_recorded = list(on_recorded)
         self._traces = traces
         self._audit = audit
         self._on_finish = list(on_finish)
@@ -86,6 +88,7 @@ class Pipeline:
             "app": ctx.app.name,
             "question": clean(ctx.question),
             "top_k": ctx.top_k,
+            "tags": list(ctx.tags),
         }
         data["response"] = {
             "status": status,
@@ -99,6 +102,7 @@ class Pipeline:
             "model": ctx.model,
             "prompt": ctx.prompt_ref,
             "index_version": ctx.index_version,
+            "release": ctx.release,
             "route": {
                 "model": ctx.route.model,
                 "reason": ctx.route.reason,
@@ -147,17 +151,24 @@ class Pipeline:
                         data={"app": ctx.app.name, "verdicts": blocks},
                     )
                 )
-        self._traces.save(
-            TraceRecord(
-                request_id=ctx.request_id,
-                created_at=time.time(),
-                principal_id=principal.id if principal else "-",
-                tenant=principal.tenant if principal else "-",
-                app=ctx.app.name,
-                endpoint=ctx.endpoint,
-                mode=ctx.mode or "error",
-                status=status,
-                latency_ms=latency,
-                data=data,
-            )
+        record = TraceRecord(
+            request_id=ctx.request_id,
+            created_at=time.time(),
+            principal_id=principal.id if principal else "-",
+            tenant=principal.tenant if principal else "-",
+            app=ctx.app.name,
+            endpoint=ctx.endpoint,
+            mode=ctx.mode or "error",
+            status=status,
+            latency_ms=latency,
+            data=data,
+            release=ctx.release,
+            tags=ctx.tags,
+            trace_id=ctx.trace.trace_id,
         )
+        self._traces.save(record)
+        for sink in self._on_recorded:
+            try:
+                sink(record)
+            except Exception:  # telemetry after the fact must never fail the request
+                log.exception("trace sink failed for %s", ctx.request_id)

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from keel import __version__
-from keel.project import Project
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -31,7 +30,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
-        live = runtime or Runtime(Project.open(settings), secrets=settings.secrets, redis_url=settings.redis_url)
+        live = runtime or Runtime.from_settings(settings)
         await live.warm_up()
         app.state.runtime = live
         watch = asyncio.create_task(live.watch.run(live.contract.slo.check_interval_s))

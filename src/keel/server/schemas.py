@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "AskRequest",
@@ -20,6 +20,15 @@ __all__ = [
 ]
 
 
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+"""A request tag: 1-64 lower-case letters, digits, '_', '.', ':' or '-'."""
+
+TAGS_FIELD_DESCRIPTION = (
+    "Labels for reporting (feedback and outcomes per tag, trace filters): up to 8 tags of 1-64 lower-case letters,"
+    " digits, '_', '.', ':' or '-'. Not used for permissions."
+)
+
+
 class AskRequest(BaseModel):
     """A question for the assistant."""
 
@@ -30,6 +39,7 @@ class AskRequest(BaseModel):
     )
     app: str | None = Field(None, description="The client app (from the contract); default app if omitted.")
     top_k: int | None = Field(None, ge=1, le=20, description="Passages to ground the answer in.")
+    tags: list[Tag] = Field(default_factory=list, max_length=8, description=TAGS_FIELD_DESCRIPTION)
 
 
 class CitationOut(BaseModel):
@@ -116,6 +126,7 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
     app: str | None = Field(None, description="Keel extension: the client app (also X-Keel-App header).")
     top_k: int | None = Field(None, ge=1, le=20, description="Keel extension: passages to ground the answer in.")
+    tags: list[Tag] = Field(default_factory=list, max_length=8, description="Keel extension. " + TAGS_FIELD_DESCRIPTION)
 
 
 class ErrorBody(BaseModel):

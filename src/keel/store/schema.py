@@ -153,4 +153,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX outcomes_tenant ON outcomes(tenant, created_at)",
     ],
+    # 5: the release and tags that served each request, its W3C trace id; copied onto feedback and outcomes
+    [
+        "ALTER TABLE traces ADD COLUMN release TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE traces ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE traces ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX traces_release ON traces(release, created_at)",
+        "ALTER TABLE feedback ADD COLUMN release TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE feedback ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE outcomes ADD COLUMN release TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE outcomes ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]'",
+    ],
 ]

@@ -32,6 +32,9 @@ class TraceRecord:
     status: int
     latency_ms: float
     data: dict[str, Any]
+    release: str = ""
+    tags: tuple[str, ...] = ()
+    trace_id: str = ""
 
     def summary(self) -> dict[str, Any]:
         """The listing form, without the spans."""
@@ -45,6 +48,9 @@ class TraceRecord:
             "mode": self.mode,
             "status": self.status,
             "latency_ms": round(self.latency_ms, 1),
+            "release": self.release,
+            "tags": list(self.tags),
+            "trace_id": self.trace_id,
         }
 
 
@@ -110,7 +116,8 @@ class TraceStore:
         with self._db.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO traces (request_id, created_at, principal_id, tenant, app, endpoint, mode,"
-                " status, latency_ms, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, latency_ms, data_json, release, tags_json, trace_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.request_id,
@@ -123,6 +130,9 @@ class TraceStore:
                         r.status,
                         r.latency_ms,
                         json.dumps(r.data, default=str),
+                        r.release,
+                        json.dumps(list(r.tags)),
+                        r.trace_id,
                     )
                     for r in records
                 ],
@@ -141,4 +151,7 @@ def _from_row(row: Any) -> TraceRecord:
         status=row["status"],
         latency_ms=row["latency_ms"],
         data=json.loads(row["data_json"]),
+        release=row["release"],
+        tags=tuple(json.loads(row["tags_json"])),
+        trace_id=row["trace_id"],
     )

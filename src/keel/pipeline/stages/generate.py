@@ -118,11 +118,31 @@ class GenerateStage:
             ctx.degraded.append(Degradation(component=f"budget:{spec.name}", reason=reason))
             return reason
         started = time.perf_counter()
+        before = (ctx.usage.prompt_tokens, ctx.usage.completion_tokens)
         try:
-            if ctx.app.retrieval:
-                await self._grounded(ctx, spec, request)
-            else:
-                await self._plain(ctx, spec, request)
+            # One span per model call (a child of this stage's), current while the call runs, so the
+            # upstream receives it as the parent in ``traceparent``.
+            with ctx.trace.span(f"chat {spec.name}", parent=ctx.current_span) as call:
+                call.set(
+                    model=spec.name,
+                    provider=spec.provider,
+                    upstream_model=spec.upstream_model or spec.name,
+                    model_version=spec.version,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                )
+                try:
+                    if ctx.app.retrieval:
+                        await self._grounded(ctx, spec, request)
+                    else:
+                        await self._plain(ctx, spec, request)
+                finally:
+                    call.set(
+                        prompt_tokens=ctx.usage.prompt_tokens - before[0],
+                        completion_tokens=ctx.usage.completion_tokens - before[1],
+                        finish_reason=ctx.finish_reason,
+                    )
+                call.decision = "ok"
         except UpstreamError as exc:
             log.warning("model %s failed for %s: %s", spec.name, ctx.request_id, exc.code)
             ctx.degraded.append(Degradation(component=f"model:{spec.name}", reason=exc.message))

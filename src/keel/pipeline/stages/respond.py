@@ -48,6 +48,9 @@ class RespondStage:
         """Settle ``ctx.mode`` and ``ctx.answer``."""
         if ctx.mode is None:
             ctx.mode = "answer"
+        if not ctx.release:
+            prompt = self._prompt_refs[ctx.app.name]
+            ctx.release = prompt if ctx.index_version is None else f"{prompt}+index@{ctx.index_version}"
         if ctx.mode == "no_answer":
             ctx.answer = self._policy.no_answer_message
             ctx.citations = []

@@ -41,6 +41,8 @@ async def ask(body: AskRequest, request: Request) -> JSONResponse:
         app=app,
         request_id=request_id_of(request),
         top_k=body.top_k,
+        tags=tuple(dict.fromkeys(body.tags)),
+        traceparent=request.headers.get("traceparent"),
     )
     await runtime.pipeline.run(ctx)
     return JSONResponse(ask_body(ctx), headers=ctx.response_headers)

@@ -53,6 +53,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         model=model,
+        tags=tuple(dict.fromkeys(body.tags)),
+        traceparent=request.headers.get("traceparent"),
     )
     completion_id = "chatcmpl-" + ctx.request_id.removeprefix("req_")
     if not body.stream:
