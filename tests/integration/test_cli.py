@@ -1,10 +1,11 @@
-"""The keel command: init, ingest, keys, ask, traces, on a fresh project."""
+"""The keel command: init, ingest, keys, ask, traces, costs, on a fresh project."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,57 @@ def test_key_is_printed_alone_on_the_last_line_and_works_with_ask(project: Path)
     keel("--project", str(project), "keys", "revoke", key_id)
     denied = keel("--project", str(project), "ask", "leave?", "--key", key, check=False)
     assert denied.returncode == 1 and "revoked" in denied.stderr
+
+
+def test_costs_forecasts_each_budget_and_flags_one_projected_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.ops.costs import CostLedger
+    from keel.store import Database
+
+    root = tmp_path / "proj"
+    keel("init", str(root))
+    contract = root / "keel.yaml"
+    budgets = (
+        "budgets:\n"
+        "    - {scope: app, name: default, period: day, usd: 1}\n"
+        "    - {scope: tenant, name: acme, period: month, usd: 1000}\n"
+    )
+    contract.write_text(contract.read_text(encoding="utf-8").replace("budgets: []", budgets, 1), encoding="utf-8")
+    db = Database(root / ".keel" / "keel.db")
+    now = time.time()
+    for i, (when, usd) in enumerate(((now - 86400, 2.0), (now, 1.5))):
+        CostLedger(db).record(
+            request_id=f"r{i}",
+            when=when,
+            tenant="acme",
+            app="default",
+            model="smollm2-135m",
+            prompt_tokens=100,
+            completion_tokens=20,
+            cost_usd=usd,
+        )
+    db.close()
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+
+    report = json.loads(keel("--project", str(root), "costs", "--json").stdout)
+    assert [b["budget"] for b in report["budgets"]] == ["app:default:day", "tenant:acme:month"]
+    items = {(i["scope"], i["name"], i["period"]): i for i in report["forecast"]["items"]}
+    assert set(items) == {("app", "default", p) for p in ("day", "month")} | {
+        ("tenant", "acme", p) for p in ("day", "month")
+    }
+    day = items[("app", "default", "day")]
+    assert day["spent_usd"] == pytest.approx(1.5) and day["budget_usd"] == 1
+    assert day["over_budget"] and day["runs_out_on"] == today
+    month = items[("tenant", "acme", "month")]
+    assert month["projected_usd"] >= month["spent_usd"] > 0 and not month["over_budget"]
+    assert month["runs_out_on"] is None and items[("app", "default", "month")]["budget_usd"] is None
+
+    monkeypatch.setenv("COLUMNS", "200")
+    table = keel("--project", str(root), "costs").stdout
+    assert "Forecast" in table and "over budget" in table
+    [row] = [line for line in table.splitlines() if "over budget" in line]
+    assert "default" in row and "day" in row and today in row
 
 
 def test_invalid_contract_is_reported_with_line_and_field(tmp_path: Path) -> None:

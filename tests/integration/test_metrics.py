@@ -51,6 +51,24 @@ def test_requests_stages_and_models_are_measured(client: httpx.Client, sample_pr
     assert after["keel_budget_remaining_usd"]
 
 
+def test_cost_forecast_is_a_gauge_per_budgeted_name_and_period(
+    client: httpx.Client, sample_project: SampleProject
+) -> None:
+    forecast = _scrape(client)["keel_cost_forecast_usd"]
+    series = {(lab["scope"], lab["name"], lab["period"]) for lab, _ in forecast}
+    # The sample contract budgets app "default" (a day) and tenant "larkspur" (a month): both periods of each.
+    assert {
+        ("app", "default", "day"),
+        ("app", "default", "month"),
+        ("tenant", sample_project.tenant, "day"),
+        ("tenant", sample_project.tenant, "month"),
+    } <= series
+    assert {name for _, name, _ in series} <= {"default", "hr-helpdesk", sample_project.tenant, "other"}
+    assert all(value >= 0 for _, value in forecast)
+    by_series = {(lab["scope"], lab["name"], lab["period"]): value for lab, value in forecast}
+    assert by_series[("app", "default", "month")] >= by_series[("app", "default", "day")]
+
+
 def test_no_label_names_a_caller_a_question_or_a_request(client: httpx.Client, sample_project: SampleProject) -> None:
     key = sample_project.keys["hana.hr"]
     body = client.post(
@@ -59,9 +77,9 @@ def test_no_label_names_a_caller_a_question_or_a_request(client: httpx.Client, s
     text = client.get("/metrics").text
     for secret in ("hana.hr", body["request_id"], "Senior Software Engineer", key[:16]):
         assert secret not in text, secret
-    # A tenant appears only where the contract names it: its budget.
+    # A tenant appears only where the contract names it: its budget, and the forecast against it.
     lines = [line for line in text.splitlines() if sample_project.tenant in line]
-    assert lines and all(line.startswith("keel_budget_remaining_usd{") for line in lines)
+    assert lines and all(line.startswith(("keel_budget_remaining_usd{", "keel_cost_forecast_usd{")) for line in lines)
 
 
 def test_streaming_records_time_to_first_token(client: httpx.Client, sample_project: SampleProject) -> None:

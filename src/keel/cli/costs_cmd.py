@@ -1,13 +1,18 @@
-"""keel costs: spend by day, app, tenant and model, and where each budget stands."""
+"""keel costs: spend by day, app, tenant and model, where each budget stands, and the forecast to period end."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from keel.cli.common import console, handle_errors, open_project, print_json
+
+if TYPE_CHECKING:
+    from keel.ops.forecast import CostForecast
 
 __all__ = ["command"]
 
@@ -19,8 +24,9 @@ __all__ = ["command"]
 @click.pass_context
 @handle_errors
 def command(ctx: click.Context, days: int, tenant: str | None, as_json: bool) -> None:
-    """Spend by day, app, tenant and model, with every budget's spend and remainder."""
+    """Spend by day, app, tenant and model, every budget's spend and remainder, and spend projected to period end."""
     from keel.ops.costs import CostLedger
+    from keel.ops.forecast import forecast_costs
     from keel.routing.budgets import BudgetGuard
     from keel.store import Database
 
@@ -30,6 +36,7 @@ def command(ctx: click.Context, days: int, tenant: str | None, as_json: bool) ->
     since = (dt.datetime.now(tz=dt.UTC) - dt.timedelta(days=days - 1)).strftime("%Y-%m-%d")
     rows = ledger.report(since_day=since, tenant=tenant)
     budgets = BudgetGuard(project.contract.cost.budgets, ledger).all_status()
+    forecast = forecast_costs(ledger, project.contract.cost.budgets, now=time.time())
     db.close()
     if as_json:
         print_json(
@@ -46,6 +53,7 @@ def command(ctx: click.Context, days: int, tenant: str | None, as_json: bool) ->
                     }
                     for s in budgets
                 ],
+                "forecast": forecast.to_dict(),
             }
         )
         return
@@ -81,3 +89,36 @@ def command(ctx: click.Context, days: int, tenant: str | None, as_json: bool) ->
                 s.label, f"{s.budget.usd:g}", f"{s.spent_usd:.6f}", f"{s.remaining_usd:.6f}", f"{used:.0%} {bar}", flag
             )
         console.print(btable)
+    if forecast.items:
+        console.print(_forecast_table(forecast))
+
+
+def _forecast_table(forecast: CostForecast) -> Table:
+    """Spend to date and projected at the end of the current day and month, against budgets."""
+    table = Table(title=f"Forecast to the end of {forecast.day} and of {forecast.month} (UTC)")
+    for column in (
+        "scope",
+        "name",
+        "period",
+        "spent USD",
+        "projected USD",
+        "budget USD",
+        "projected use",
+        "",
+        "runs out",
+    ):
+        table.add_column(column, justify="right" if column.endswith("USD") else "left")
+    for f in forecast.items:
+        use = f.projected_use
+        table.add_row(
+            f.scope,
+            f.name,
+            f.period,
+            f"{f.spent_usd:.6f}",
+            f"{f.projected_usd:.6f}",
+            "-" if f.budget_usd is None else f"{f.budget_usd:g}",
+            "-" if use is None else f"{use:.0%} " + "█" * min(10, round(10 * use)),
+            "[red]over budget[/red]" if f.over_budget else "",
+            f.runs_out_on or "",
+        )
+    return table

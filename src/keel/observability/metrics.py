@@ -6,8 +6,8 @@ codes, guard verdicts); never a principal, tenant, key, request id or any free t
 A value outside its vocabulary is counted as ``other``.
 
 Counters and histograms are fed once per finished request (:meth:`observe`); the live
-state (models' in-flight calls, queue depth and breakers, budgets left, index age per
-source) is read at scrape time by a collector.
+state (models' in-flight calls, queue depth and breakers, budgets left, spend projected
+to the period's end, index age per source) is read at scrape time by a collector.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from keel.contract import Contract
 from keel.errors import all_error_codes
 from keel.models.registry import ModelRegistry
 from keel.ops.anomaly import Anomaly, detect_anomalies
+from keel.ops.costs import CostLedger
+from keel.ops.forecast import forecast_costs
 from keel.pipeline.context import RequestContext
 from keel.routing.budgets import BudgetGuard
 from keel.store import Database
@@ -39,6 +41,7 @@ CACHE_OUTCOMES = frozenset({"off", "miss", "exact", "semantic"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BREAKER_STATES = ("closed", "open", "half_open")
 ANOMALY_REFRESH_S = 60.0
+FORECAST_REFRESH_S = 30.0
 
 
 class _Vocabulary:
@@ -67,6 +70,28 @@ class _LiveCollector(Collector):
         self._live = live
         self._anomalies: list[Anomaly] = []
         self._anomalies_at = float("-inf")
+        budgets = live.contract.cost.budgets
+        self._forecast_names = {
+            "app": _Vocabulary([*(a.name for a in live.contract.apps), *(b.name for b in budgets if b.scope == "app")]),
+            "tenant": _Vocabulary(b.name for b in budgets if b.scope == "tenant"),
+        }
+        self._forecast: dict[tuple[str, str, str], float] = {}
+        self._forecast_at = float("-inf")
+
+    def _projected(self, now: float) -> dict[tuple[str, str, str], float]:
+        """Projected spend by scope, bounded name and period; names outside the contract are summed as ``other``."""
+        if now - self._forecast_at > FORECAST_REFRESH_S:
+            live = self._live
+            try:
+                forecast = forecast_costs(CostLedger(live.db), live.contract.cost.budgets, now=now)
+            except sqlite3.Error:
+                return self._forecast  # a scrape never fails because the store is busy
+            projected: dict[tuple[str, str, str], float] = {}
+            for f in forecast.items:
+                key = (f.scope, self._forecast_names[f.scope](f.name), f.period)
+                projected[key] = projected.get(key, 0.0) + f.projected_usd
+            self._forecast, self._forecast_at = projected, now
+        return self._forecast
 
     def collect(self) -> Iterator[Metric]:
         live = self._live
@@ -91,6 +116,14 @@ class _LiveCollector(Collector):
             b = status.budget
             budgets.add_metric([b.scope, b.name, b.period], status.remaining_usd)
         yield budgets
+        forecast = GaugeMetricFamily(
+            "keel_cost_forecast_usd",
+            "Spend projected at the end of the current UTC day or month.",
+            labels=["scope", "name", "period"],
+        )
+        for (scope, name, period), usd in sorted(self._projected(live.clock()).items()):
+            forecast.add_metric([scope, name, period], usd)
+        yield forecast
         age = GaugeMetricFamily(
             "keel_index_age_seconds", "Seconds since a source's newest document was ingested.", labels=["source"]
         )

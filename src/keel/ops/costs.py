@@ -14,7 +14,7 @@ from typing import Literal
 
 from keel.store import Database
 
-__all__ = ["CostLedger", "SpendRow", "period_key"]
+__all__ = ["CostLedger", "DailySpend", "SpendRow", "period_key"]
 
 
 def period_key(period: Literal["day", "month"], when: float) -> str:
@@ -34,6 +34,16 @@ class SpendRow:
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DailySpend:
+    """What one app spent for one tenant on one day."""
+
+    day: str
+    app: str
+    tenant: str
     cost_usd: float
 
 
@@ -92,6 +102,15 @@ class CostLedger:
             .fetchone()
         )
         return float(row[0])
+
+    def daily(self, *, since_day: str) -> list[DailySpend]:
+        """Spend per day, app and tenant from ``since_day`` (``YYYY-MM-DD``, UTC) on, oldest day first."""
+        rows = self._db.connection().execute(
+            "SELECT day, app, tenant, SUM(cost_usd) AS cost FROM spend WHERE month >= ? AND day >= ?"
+            " GROUP BY day, app, tenant ORDER BY day",
+            (since_day[:7], since_day),
+        )
+        return [DailySpend(day=r["day"], app=r["app"], tenant=r["tenant"], cost_usd=float(r["cost"])) for r in rows]
 
     def report(self, *, since_day: str | None = None, tenant: str | None = None) -> list[SpendRow]:
         """Spend grouped by day, app, tenant and model, newest day first."""
