@@ -28,13 +28,13 @@ def command(ctx: click.Context, as_json: bool, notify: bool) -> None:
     project.ensure_dirs()
     db = Database(project.database_path)
     report = slo.compute_slo(db, project.contract.slo)
-    series = slo.hourly_series(db)
+    series = slo.hourly_series(db, p95_target_ms=project.contract.slo.p95_latency_ms)
     anomalies = detect_anomalies(db)
     db.close()
     problems = (
         slo.notify(report, webhook=project.contract.slo.alert_webhook, service=project.contract.name) if notify else []
     )
-    firing = any(a.firing for a in report.alerts)
+    firing = bool(report.firing)
     if as_json:
         print_json(
             {
@@ -86,21 +86,24 @@ def _print(report: object, series: list[dict[str, float | None]]) -> None:
             f"{report.availability:.3%} ({report.failures} failed)",
             "[green]ok[/green]" if ok else "[red]breached[/red]",
         )
-    latency = "-" if report.p95_latency_ms is None else f"{report.p95_latency_ms:,.0f} ms"
+    latency = "-" if report.p95_latency_ms is None else f"{report.p95_latency_ms:,.0f} ms ({report.slow} slow)"
     state = {None: "no traffic", True: "[green]ok[/green]", False: "[red]breached[/red]"}[report.latency_ok]
     table.add_row("p95 latency", f"{report.p95_target_ms:,} ms", latency, state)
-    if report.error_budget_remaining is not None:
-        left = report.error_budget_remaining
-        bar = "█" * max(0, min(20, round(left * 20))) + "░" * (20 - max(0, min(20, round(left * 20))))
-        table.add_row(
-            "error budget left", "> 0%", f"{left:.1%} {bar}", "[green]ok[/green]" if left > 0 else "[red]spent[/red]"
-        )
+    for name, left in (
+        ("error budget left", report.error_budget_remaining),
+        ("latency budget left", report.latency_budget_remaining),
+    ):
+        if left is not None:
+            table.add_row(
+                name, "> 0%", f"{left:.1%} {_bar(left)}", "[green]ok[/green]" if left > 0 else "[red]spent[/red]"
+            )
     console.print(table)
     alerts = Table(title="Burn-rate alerts")
-    for column in ("windows", "threshold", "long burn", "short burn", "state"):
+    for column in ("SLO", "windows", "threshold", "long burn", "short burn", "state"):
         alerts.add_column(column)
     for a in report.alerts:
         alerts.add_row(
+            a.slo,
             f"{a.long_minutes} min / {a.short_minutes} min",
             f"{a.threshold:g}x",
             f"{a.long_burn:.2f}x",
@@ -111,4 +114,10 @@ def _print(report: object, series: list[dict[str, float | None]]) -> None:
     console.print("last 24 h, hourly (oldest first)")
     console.print(f"  requests     {sparkline([s['requests'] for s in series])}")
     console.print(f"  p95 latency  {sparkline([s['p95_ms'] for s in series])}")
+    console.print(f"  slow share   {sparkline([s.get('slow_rate') for s in series])}")
     console.print(f"  failures     {sparkline([s['failure_rate'] for s in series])}")
+
+
+def _bar(left: float) -> str:
+    full = max(0, min(20, round(left * 20)))
+    return "█" * full + "░" * (20 - full)

@@ -1,6 +1,7 @@
 """The watch: while `keel serve` runs, check SLO burn rates and anomalies and raise events.
 
-Every ``slo.check_interval_s`` the watch computes the burn-rate alerts and the
+Every ``slo.check_interval_s`` the watch computes the burn-rate alerts (availability
+and latency, each alert named by its SLO and windows, ``latency:60/5``) and the
 anomalies from the recorded requests. When an alert starts firing, or a signal turns
 anomalous, it is logged, recorded in the audit log (``slo.alert``, ``anomaly.detected``)
 and, for alerts, POSTed to ``slo.alert_webhook``; nothing is repeated while the state
@@ -39,16 +40,18 @@ class Watch:
         self._anomalous: set[str] = set()
 
     def check(self) -> list[str]:
-        """One check; returns the events it raised (``slo.alert:60/5``, ``anomaly.detected:refusal_rate``...)."""
+        """One check; returns the events it raised (``slo.alert:latency:60/5``, ``anomaly.detected:cost``...)."""
         now = self._clock()
         events: list[str] = []
         report = compute_slo(self._db, self._contract.slo, now=now)
-        firing = {f"{a.long_minutes}/{a.short_minutes}" for a in report.alerts if a.firing}
+        firing = {a.key for a in report.firing}
         started = firing - self._firing
         if started:
-            problems = notify(report, webhook=self._contract.slo.alert_webhook, service=self._contract.name)
+            problems = notify(
+                report, webhook=self._contract.slo.alert_webhook, service=self._contract.name, only=started
+            )
             for name in sorted(started):
-                alert = next(a for a in report.alerts if f"{a.long_minutes}/{a.short_minutes}" == name)
+                alert = next(a for a in report.alerts if a.key == name)
                 self._event("slo.alert", name, {**alert.to_dict(), "notify_problems": problems})
                 events.append(f"slo.alert:{name}")
         for name in sorted(self._firing - firing):
