@@ -34,11 +34,14 @@ __all__ = [
     "NotReady",
     "PayloadTooLarge",
     "PolicyViolation",
+    "PromptError",
+    "PromptRenderError",
     "RateLimited",
     "ServiceError",
     "SuiteError",
     "UnknownApp",
     "UnknownModel",
+    "UnknownPrompt",
     "UnsupportedMediaType",
     "UpstreamBadResponse",
     "UpstreamError",
@@ -83,6 +86,37 @@ class SuiteError(ConfigFileError):
     """An evaluation suite is invalid."""
 
     kind = "eval suite"
+
+
+class PromptError(ConfigFileError):
+    """A prompt template file (``<id>.v<version>.yaml``) is invalid."""
+
+    kind = "prompt template"
+
+
+class UnknownPrompt(ConfigError, KeyError):
+    """A prompt reference names no template; the message lists those available.
+
+    Also a ``KeyError``, as a failed look-up by reference always was.
+    """
+
+    def __init__(self, ref: str, available: list[str]) -> None:
+        self.ref = ref
+        self.available = available
+        super().__init__(f"unknown prompt {ref!r}; available: {', '.join(available) or '(none)'}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PromptRenderError(ConfigError):
+    """A template was rendered with missing or undeclared variables; names the template's ref."""
+
+    def __init__(self, ref: str, *, missing: list[str], undeclared: list[str]) -> None:
+        self.ref = ref
+        self.missing = missing
+        self.undeclared = undeclared
+        super().__init__(f"prompt {ref}: missing variables {missing}, undeclared variables {undeclared}")
 
 
 class ServiceError(KeelError):
