@@ -18,9 +18,10 @@ __all__ = ["command"]
 @click.pass_context
 @handle_errors
 def command(ctx: click.Context, as_json: bool, no_topics: bool) -> None:
-    """Compare the current window with the reference one; a drift is audited and exits 1."""
-    from keel.audit import AuditEvent, AuditLog
+    """Compare the current window with the reference one; a drift is audited, acted on (drift.on_drift), exits 1."""
+    from keel.audit import AuditLog
     from keel.ops.drift import compute_drift
+    from keel.ops.drift_actions import DriftActions, act_on_drift
     from keel.policy.pii import redact
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.store import Database
@@ -33,24 +34,19 @@ def command(ctx: click.Context, as_json: bool, no_topics: bool) -> None:
         embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
         embedder.warm_up()
     db = Database(project.database_path)
+    actions: DriftActions | None = None
     try:
         report = compute_drift(db, settings, embedder=embedder)
         if report.drifted:
             audit = AuditLog(db, redact=redact)
-            audit.record_now(
-                AuditEvent(
-                    action="drift.detected",
-                    actor="system",
-                    tenant="*",
-                    subject=",".join(report.drifted),
-                    data=report.to_dict(),
-                )
-            )
-            audit.close()
+            try:
+                actions = act_on_drift(report, project.contract, root=project.root, db=db, audit=audit, redact=redact)
+            finally:
+                audit.close()
     finally:
         db.close()
     if as_json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "actions": None if actions is None else actions.to_dict()})
     else:
         table = Table(
             title=f"Drift: last {settings.current_days:g} day(s) ({report.current_requests} requests) against the "
@@ -64,5 +60,12 @@ def command(ctx: click.Context, as_json: bool, no_topics: bool) -> None:
             table.add_row(name, f"{value:.4f}", "█" * width, state if report.enough_data else "too little traffic")
         console.print(table)
         console.print(f"threshold {settings.threshold:g} (the bar's midpoint)")
+        if actions is not None:
+            if actions.manifest is not None:
+                console.print(
+                    f"fine-tune export ({actions.manifest.examples} example(s)) written to {actions.export_dir}"
+                )
+            for problem in actions.problems:
+                console.print(f"[red]not done[/red]: {problem}")
     if report.drifted:
         sys.exit(1)

@@ -108,6 +108,14 @@ class SloSettings(_Model):
     )
 
 
+DriftAction = Literal["alert", "export_finetune"]
+"""What a detected drift can do: alert, or export a fine-tuning dataset."""
+
+
+def _default_drift_actions() -> list[DriftAction]:
+    return ["alert"]
+
+
 class DriftSettings(_Model):
     """When the traffic of a recent window no longer looks like the reference window."""
 
@@ -116,6 +124,22 @@ class DriftSettings(_Model):
     threshold: float = Field(0.05, gt=0, description="KL divergence (smoothed) above which a dimension drifted.")
     topics: int = Field(8, ge=2, le=64, description="Question-embedding clusters that stand for topics.")
     min_requests: int = Field(30, ge=1, description="Fewer requests in either window: no verdict.")
+    on_drift: list[DriftAction] = Field(
+        default_factory=_default_drift_actions,
+        description="What a detected drift does (it is always audited): 'alert' logs it and POSTs it to"
+        " slo.alert_webhook; 'export_finetune' writes a fine-tuning export into a new folder under export_dir.",
+    )
+    export_dir: str = Field(
+        ".keel/exports/finetune",
+        description="Folder, relative to the project, that holds one timestamped export per drift.",
+    )
+
+    @field_validator("export_dir")
+    @classmethod
+    def _inside_project(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.replace("\\", "/").split("/") or not value.strip("/"):
+            raise ValueError("must be a folder inside the project, without '..'")
+        return value.rstrip("/")
 
 
 class Budget(_Model):

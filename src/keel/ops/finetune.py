@@ -4,8 +4,8 @@ An interaction is taken when someone rated its answer ``up`` (the answer, as ser
 or wrote a correction (the correction replaces the answer). Questions and answers come
 from the trace store, where they are already PII-redacted; they are redacted again on
 the way out, de-duplicated on their normalised text, and written as chat-format JSONL
-with a manifest (counts, time range, the apps, models and prompts they came from, and
-the file's hash).
+with a manifest (counts, time range, the apps, models and prompts they came from, the
+file's hash, and what triggered the export: a person, or a drift).
 """
 
 from __future__ import annotations
@@ -16,14 +16,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from keel.store import Database
 
-__all__ = ["FinetuneManifest", "export_finetune"]
+__all__ = ["ExportTrigger", "FinetuneManifest", "export_finetune"]
 
 DATASET = "finetune.jsonl"
 MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportTrigger:
+    """Why an export was written: asked for (``manual``), or started by a detected drift."""
+
+    kind: Literal["manual", "drift"] = "manual"
+    dimensions: tuple[str, ...] = ()
+    """The dimensions that drifted."""
+    threshold: float | None = None
+    audit_seq: int | None = None
+    """The ``drift.detected`` audit record that started the export."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        if self.kind == "manual":
+            return {"kind": "manual"}
+        return {
+            "kind": self.kind,
+            "dimensions": list(self.dimensions),
+            "threshold": self.threshold,
+            "audit_seq": self.audit_seq,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +64,7 @@ class FinetuneManifest:
     models: list[str]
     prompts: list[str]
     sha256: str
+    trigger: ExportTrigger = ExportTrigger()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -57,6 +81,7 @@ class FinetuneManifest:
             "dataset": DATASET,
             "sha256": self.sha256,
             "format": "chat messages (user, assistant), one JSON object per line",
+            "trigger": self.trigger.to_dict(),
         }
 
 
@@ -72,8 +97,9 @@ def export_finetune(
     redact: Callable[[str], str],
     since: float | None = None,
     tenant: str | None = None,
+    trigger: ExportTrigger | None = None,
 ) -> FinetuneManifest:
-    """Write ``finetune.jsonl`` and ``manifest.json`` into ``out_dir``."""
+    """Write ``finetune.jsonl`` and ``manifest.json`` into ``out_dir``; the manifest records the ``trigger``."""
     sql = (
         "SELECT f.request_id, f.rating, f.correction, f.created_at, t.app, t.data_json FROM feedback f"
         " JOIN traces t USING (request_id) WHERE (f.rating = 'up' OR f.correction IS NOT NULL)"
@@ -147,6 +173,7 @@ def export_finetune(
         models=sorted(models),
         prompts=sorted(prompts),
         sha256=hashlib.sha256(body.encode("utf-8")).hexdigest(),
+        trigger=trigger or ExportTrigger(),
     )
     (out_dir / MANIFEST).write_text(
         json.dumps({**manifest.to_dict(), "generated_at": time.time()}, indent=2), encoding="utf-8"

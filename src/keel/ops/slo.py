@@ -282,7 +282,7 @@ def notify(
     """
     import logging
 
-    import httpx
+    from keel.ops.webhook import post_alert
 
     log = logging.getLogger(__name__)
     problems: list[str] = []
@@ -294,10 +294,7 @@ def notify(
         if webhook is None:
             continue
         payload = {"service": service, "alert": "slo_burn_rate", "message": message, **alert.to_dict()}
-        try:
-            response = httpx.post(webhook, json=payload, timeout=timeout_s)
-            if response.status_code >= 300:
-                problems.append(f"webhook answered {response.status_code}")
-        except httpx.HTTPError as exc:
-            problems.append(f"webhook unreachable: {type(exc).__name__}")
+        problem = post_alert(webhook, payload, timeout_s=timeout_s)
+        if problem is not None:
+            problems.append(problem)
     return problems

@@ -1,4 +1,5 @@
-"""Drift between a reference and a current window: topics (real embeddings), scores, lengths, modes, refusals."""
+"""Drift between a reference and a current window: topics (real embeddings), scores, lengths, modes, refusals;
+and `keel drift` acting on one as the contract says."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from keel.store import Database
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
+EMAIL, PHONE = "ana.lopez@example.org", "+44 20 7946 0958"
 SETTINGS = DriftSettings(reference_days=7, current_days=1, threshold=0.05, topics=4, min_requests=20)
 HR = [
     "How many days of annual leave do I get?",
@@ -85,3 +87,65 @@ def test_too_little_traffic_gives_no_verdict(db: Database) -> None:
     report = compute_drift(db, SETTINGS, now=NOW)
     assert not report.enough_data and report.drifted == []
     assert report.divergence["mode_mix"] > SETTINGS.threshold
+
+
+def seed_window(db: Database, start: float, questions: list[str], *, mode: str) -> None:
+    """Requests with an answer (or a refusal), each approved or corrected by its asker."""
+    with db.transaction() as conn:
+        for i, question in enumerate(questions):
+            rid = f"q-{start}-{i}"
+            answer = "Twenty-seven days, see the policy. [1]" if mode == "answer" else ""
+            data = {"request": {"question": question}, "response": {"mode": mode, "answer": answer}}
+            conn.execute(
+                "INSERT INTO traces (request_id, created_at, principal_id, tenant, app, endpoint, mode, status,"
+                " latency_ms, data_json) VALUES (?, ?, 'p', 't', 'default', 'ask', ?, 200, 5.0, ?)",
+                (rid, start + i, mode, json.dumps(data)),
+            )
+            correction = f"Ask the service desk: {PHONE}." if mode == "refused" else None
+            conn.execute(
+                "INSERT INTO feedback (feedback_id, request_id, created_at, tenant, principal_id, app, rating,"
+                " correction) VALUES (?, ?, ?, 't', 'p', 'default', ?, ?)",
+                (f"fb-{rid}", rid, start + i + 1, "up" if mode == "answer" else "down", correction),
+            )
+
+
+def test_keel_drift_exports_a_redacted_dataset_when_the_contract_says_so(tmp_path: Path) -> None:
+    import time
+
+    from click.testing import CliRunner
+
+    from keel.audit import AuditLog
+    from keel.cli.main import main
+    from keel.policy.pii import redact
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "keel.yaml").write_text(
+        "drift: {min_requests: 20, on_drift: [export_finetune], export_dir: exports/drift}\n", encoding="utf-8"
+    )
+    db = Database(tmp_path / ".keel" / "keel.db")
+    now = time.time()
+    seed_window(db, now - 3 * DAY, [f"{q} Mail me at {EMAIL}" for q in HR * 5], mode="answer")
+    seed_window(db, now - 0.5 * DAY, IT * 5, mode="refused")
+    db.close()
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "drift", "--no-topics", "--json"])
+    assert result.exit_code == 1, result.output
+    body = json.loads(result.output)
+    assert "mode_mix" in body["drifted"] and "refusal_rate" in body["drifted"]
+    actions = body["actions"]
+    assert actions["alerted"] is False and actions["problems"] == []
+    out = Path(actions["export_dir"])
+    assert out.parent == tmp_path / "exports" / "drift"
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["trigger"]["kind"] == "drift" and manifest["trigger"]["dimensions"] == body["drifted"]
+    assert manifest["examples"] == actions["export"]["examples"] == 10  # five approved, five corrections
+    rows = (out / "finetune.jsonl").read_text(encoding="utf-8")
+    assert EMAIL not in rows and "7946 0958" not in rows and "[REDACTED:email]" in rows
+    db = Database(tmp_path / ".keel" / "keel.db")
+    audit = AuditLog(db, redact=redact)
+    try:
+        assert [r.action for r in audit.records()] == ["drift.detected", "finetune.export"]
+        [export] = audit.records(action="finetune")
+        assert export.data["path"] == out.relative_to(tmp_path).as_posix()
+    finally:
+        audit.close()
+        db.close()
