@@ -22,8 +22,11 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "ConfigFileError",
+    "Conflict",
     "ContractError",
     "ForbiddenError",
+    "GateFailed",
+    "IndexVersionError",
     "InternalError",
     "InvalidRequest",
     "KeelError",
@@ -119,6 +122,10 @@ class PromptRenderError(ConfigError):
         super().__init__(f"prompt {ref}: missing variables {missing}, undeclared variables {undeclared}")
 
 
+class IndexVersionError(ConfigError):
+    """An index version that does not exist, or no earlier activation to roll back to."""
+
+
 class ServiceError(KeelError):
     """A per-request failure with a stable machine code and an HTTP status."""
 
@@ -204,6 +211,20 @@ class NotFound(ServiceError):
 
     code = "not_found"
     http_status = 404
+
+
+class Conflict(ServiceError):
+    """The request is valid but does not fit the current state (e.g. promoting the release already serving)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class GateFailed(ServiceError):
+    """A release failed its evaluation gate against the current release; forcing it needs a reason."""
+
+    code = "gate_failed"
+    http_status = 409
 
 
 class MethodNotAllowed(ServiceError):

@@ -22,6 +22,9 @@ from keel.audit import AuditEvent, AuditLog
 from keel.contract import App
 from keel.errors import ConfigError, NotReady
 from keel.identity import Authenticator, KeyAdmin, KeyStore
+from keel.ingest.freshness import summary as freshness_summary
+from keel.ingest.ingestor import Ingestor
+from keel.ingest.refresh import SourceRefresher
 from keel.models import ChatMessage, ModelRegistry
 from keel.observability import ServiceMetrics
 from keel.ops.costs import CostLedger
@@ -43,10 +46,14 @@ from keel.pipeline.stages import (
     RouteStage,
 )
 from keel.pipeline.stages.rate_limit import RateLimitStage
+from keel.pipeline.stages.release import ReleaseStage
 from keel.policy.injection import InjectionDetector
 from keel.policy.pii import PiiRecognizer, redact
 from keel.policy.topics import TopicMatcher
 from keel.project import Project
+from keel.releases.canary import CanaryGuard
+from keel.releases.registry import ReleaseRegistry
+from keel.releases.shadow import ShadowRunner
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard
@@ -117,6 +124,15 @@ class Runtime:
         policy = self.contract.policy
         self.pii = PiiRecognizer(policy.pii.kinds, person_names=policy.pii.person_names)
         self.injection = InjectionDetector(threshold=policy.injection.threshold)
+        ingestor = Ingestor(
+            contract=self.contract,
+            docs_dir=project.docs_dir,
+            db=self.db,
+            index_store=self.index,
+            embedder=self.embedder,
+            detector=self.injection,
+        )
+        self.refresher = SourceRefresher(self.contract, ingestor=ingestor, db=self.db, audit=self.audit)
         topics = TopicMatcher(policy.blocked_topics)
         leakage = LeakDetector(t.system for t in self.prompts.templates())
         self.rate_limiter = build_rate_limiter(self.contract.rate_limits, redis_url=redis_url)
@@ -141,47 +157,92 @@ class Runtime:
             limit_stage = RateLimitStage(self.rate_limiter)
             limit_stages.append(limit_stage)
             on_finish.append(limit_stage.settle)
+        self.releases = ReleaseRegistry(self.contract, db=self.db, audit=self.audit)
+        release_stage = ReleaseStage(self.releases, prompts=self.prompts)
+        self.shadow = ShadowRunner(
+            self.releases,
+            self.contract.rollout.shadow,
+            db=self.db,
+            new_context=self._shadow_context,
+            run=self._run_shadow,
+            similarity=self._answer_similarity,
+            redact=redact,
+        )
+        on_finish.append(self.shadow.consider)
+        self.canary = CanaryGuard(self.releases, self.contract.rollout.canary, db=self.db, flush=self.traces.flush)
+        serving: list[Stage] = [
+            InputGuardStage(policy, detector=self.injection, topics=topics),
+            RetrieveStage(
+                self.contract.retrieval,
+                index=self.index,
+                embedder=self.embedder,
+                detector=self.injection if policy.injection.scan_passages else None,
+            ),
+            RouteStage(
+                self.contract,
+                models=self.models,
+                cache=self.cache,
+                budgets=self.budgets,
+                index=self.index,
+                prompt_refs=prompt_refs,
+            ),
+            GenerateStage(
+                self.contract,
+                models=self.models,
+                prompts=self.prompts,
+                budgets=self.budgets,
+                ledger=self.ledger,
+                pii=self.pii,
+                leakage=leakage,
+            ),
+            OutputGuardStage(policy, index=self.index, pii=self.pii, topics=topics, leakage=leakage),
+            RespondStage(policy, cache=self.cache, handoffs=self.handoffs, prompt_refs=prompt_refs),
+        ]
         self.pipeline = Pipeline(
-            [
-                IdentityStage(self.auth),
-                *limit_stages,
-                InputGuardStage(policy, detector=self.injection, topics=topics),
-                RetrieveStage(
-                    self.contract.retrieval,
-                    index=self.index,
-                    embedder=self.embedder,
-                    detector=self.injection if policy.injection.scan_passages else None,
-                ),
-                RouteStage(
-                    self.contract,
-                    models=self.models,
-                    cache=self.cache,
-                    budgets=self.budgets,
-                    index=self.index,
-                    prompt_refs=prompt_refs,
-                ),
-                GenerateStage(
-                    self.contract,
-                    models=self.models,
-                    prompts=self.prompts,
-                    budgets=self.budgets,
-                    ledger=self.ledger,
-                    pii=self.pii,
-                    leakage=leakage,
-                ),
-                OutputGuardStage(policy, index=self.index, pii=self.pii, topics=topics, leakage=leakage),
-                RespondStage(policy, cache=self.cache, handoffs=self.handoffs, prompt_refs=prompt_refs),
-            ],
+            [IdentityStage(self.auth), *limit_stages, release_stage, *serving],
             traces=self.traces,
             audit=self.audit,
             on_finish=on_finish,
             on_recorded=on_recorded,
         )
+        # Shadow copies: the same stages on the candidate, nothing recorded as a request (no trace, audit,
+        # metrics or rate-limit charge); the comparison is recorded by the shadow runner.
+        self._shadow_pipeline = Pipeline([IdentityStage(self.auth), release_stage, *serving], traces=None)
         self._warm = False
+
+    def _shadow_context(self, live: RequestContext) -> RequestContext:
+        copy = self.new_context(
+            question=live.question,
+            credential=None,
+            endpoint=live.endpoint,
+            app=self.contract.app(live.app.name),
+            top_k=live.top_k,
+            history=list(live.history),
+            tags=live.tags,
+        )
+        copy.principal = live.principal
+        return copy
+
+    async def _run_shadow(self, ctx: RequestContext) -> RequestContext:
+        return await self._shadow_pipeline.run(ctx)
+
+    async def _answer_similarity(self, a: str, b: str) -> float:
+        if not a or not b:
+            return float(a == b)
+        vectors = await asyncio.to_thread(self.embedder.embed, [a, b])
+        return float(vectors[0] @ vectors[1])
 
     def _resolve_prompts(self) -> dict[str, str]:
         """Each app's prompt template as ``id@version``; a pin that names no template is an error."""
         refs = {}
+        for release in self.contract.releases:
+            try:
+                self.prompts.get(release.prompt)
+            except KeyError:
+                raise ConfigError(
+                    f"release {release.name!r} names prompt {release.prompt!r}, which does not exist;"
+                    f" available: {self.prompts.refs()}"
+                ) from None
         for app in self.contract.apps:
             ref = app.pins.prompt or "answer"
             try:
@@ -247,6 +308,14 @@ class Runtime:
             status["index"] = ComponentStatus(ready=False, detail="no index built: run `keel ingest`")
         except Exception as exc:
             status["index"] = ComponentStatus(ready=False, detail=type(exc).__name__)
+        if self.contract.sources:
+            # Reported, not required: a source that cannot be refreshed keeps its documents served.
+            # Names and states only: /readyz is unauthenticated.
+            try:
+                detail = freshness_summary(self.refresher.freshness())
+            except Exception as exc:
+                detail = type(exc).__name__
+            status["sources"] = ComponentStatus(ready=True, detail=detail)
         if self.auth.jwks_ready is not None:
             # Reported, not required: API keys keep working while the identity provider is away.
             status["jwks"] = ComponentStatus(
@@ -303,7 +372,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        """Flush traces, spans and the audit log, and release models and connections."""
+        """Finish shadow copies; flush traces, spans and the audit log; release models and connections."""
+        await self.shadow.drain()
         self.traces.close()
         if self.otlp is not None:
             await asyncio.to_thread(self.otlp.close)

@@ -23,8 +23,10 @@ from keel.cli import (
     init_cmd,
     keys_cmd,
     prompts_cmd,
+    release_cmd,
     serve_cmd,
     slo_cmd,
+    sources_cmd,
     traces_cmd,
 )
 
@@ -50,6 +52,7 @@ def main(ctx: click.Context, project: Path | None) -> None:
 for _module in (
     init_cmd,
     ingest_cmd,
+    sources_cmd,
     serve_cmd,
     ask_cmd,
     keys_cmd,
@@ -57,6 +60,7 @@ for _module in (
     costs_cmd,
     eval_cmd,
     prompts_cmd,
+    release_cmd,
     audit_cmd,
     feedback_cmd,
     slo_cmd,

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from keel.durations import parse_duration
+
 __all__ = [
     "EVERYONE",
     "PII_KINDS",
@@ -27,6 +29,7 @@ __all__ = [
     "Budget",
     "BurnRateAlert",
     "CacheSettings",
+    "CanaryPolicy",
     "ChunkingSettings",
     "ClarifySettings",
     "ComplexitySettings",
@@ -35,6 +38,7 @@ __all__ = [
     "DriftSettings",
     "FallbackStep",
     "IdentitySettings",
+    "IngestSettings",
     "InjectionSettings",
     "JwtSettings",
     "ModelPrice",
@@ -43,9 +47,12 @@ __all__ = [
     "PolicySettings",
     "RateLimit",
     "RateLimitSettings",
+    "Release",
     "RetrievalSettings",
     "RetryPolicy",
+    "RolloutSettings",
     "RoutingSettings",
+    "ShadowPolicy",
     "SloSettings",
     "Source",
     "Tenant",
@@ -505,8 +512,58 @@ class RoutingSettings(_Model):
 class AppPins(_Model):
     """Versions an app pins."""
 
-    model: str | None = None
+    model: str | None = Field(None, description="A model from `models` that serves every request (no routing).")
     prompt: str | None = Field(None, description="Prompt template as 'id@version', e.g. 'answer@1'.")
+    index: int | None = Field(None, ge=1, description="An index version; default: the active one.")
+
+
+class Release(_Model):
+    """A named, versioned way of serving: model, prompt template and index version."""
+
+    name: str
+    description: str = ""
+    model: str | None = Field(None, description="A model from `models`; default: cheap-first routing.")
+    prompt: str = Field("answer", description="Prompt template as 'id@version' (or 'id' for its newest version).")
+    index: int | None = Field(None, ge=1, description="An index version; default: the active one.")
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def pins(self) -> AppPins:
+        """The release as an app's pins."""
+        return AppPins(model=self.model, prompt=self.prompt, index=self.index)
+
+
+class CanaryPolicy(_Model):
+    """When a canary is rolled back automatically: the candidate against the current release over a window."""
+
+    window_minutes: float = Field(30.0, gt=0, description="The comparison window, ending now.")
+    min_requests: int = Field(20, ge=1, description="Requests the candidate needs in the window before a verdict.")
+    max_error_rate_increase: float = Field(
+        0.02, ge=0, le=1, description="Share of 5xx the candidate may have above the current release."
+    )
+    max_p95_ratio: float = Field(1.5, gt=0, description="Candidate p95 latency at most this times the current one.")
+    max_cost_ratio: float = Field(1.5, gt=0, description="Candidate cost per request at most this times the current.")
+    max_guard_block_rate_increase: float = Field(
+        0.05, ge=0, le=1, description="Share of guard-blocked requests the candidate may have above the current."
+    )
+    check_interval_s: float = Field(30.0, gt=0, description="How often `keel serve` checks running canaries.")
+
+
+class ShadowPolicy(_Model):
+    """How shadow traffic is bounded: it never competes with live requests for long."""
+
+    max_in_flight: int = Field(1, ge=1, le=64, description="Shadow requests at once; more are dropped, not queued.")
+
+
+class RolloutSettings(_Model):
+    """Shadow, canary and the promotion gate."""
+
+    gate_suite: str | None = Field(
+        None, description="Eval suite `keel release promote` runs (relative to the project); default: evals/core.yaml."
+    )
+    canary: CanaryPolicy = CanaryPolicy()
+    shadow: ShadowPolicy = ShadowPolicy()
 
 
 class App(_Model):
@@ -517,6 +574,9 @@ class App(_Model):
     retrieval: bool = Field(True, description="Ground answers in retrieved passages.")
     top_k: int | None = Field(None, ge=1, le=20)
     pins: AppPins = AppPins()
+    release: str | None = Field(
+        None, description="A release from `releases` the app starts on (instead of pins); promote and rollback move it."
+    )
 
     _name = field_validator("name")(_check_name)
 
@@ -526,9 +586,13 @@ class Source(_Model):
 
     name: str
     path: str = Field(description="Folder relative to the project's docs/ directory.")
-    owner: str = ""
+    owner: str = Field(
+        "", description="Who is told when the source is stale or failing (keel sources, audit records, logs)."
+    )
     groups: list[str] = Field(default_factory=list, description="Groups that may read documents from this source.")
-    refresh: str = Field("1d", description="How often the source should be re-ingested.")
+    refresh: str = Field(
+        "1d", description="How often it is re-ingested: a duration such as 15m, 6h, 1d or 7d; older is stale."
+    )
     tenants: list[str] = Field(
         default_factory=list, description="Tenants whose principals may read it; empty: every tenant."
     )
@@ -542,6 +606,25 @@ class Source(_Model):
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError("must be a folder inside docs/, without '..'")
         return value.strip("/")
+
+    @field_validator("refresh", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        parse_duration(value if isinstance(value, str) else repr(value))
+        return value
+
+    @property
+    def refresh_s(self) -> float:
+        """The refresh interval in seconds."""
+        return parse_duration(self.refresh)
+
+
+class IngestSettings(_Model):
+    """Keeping sources fresh while the service runs."""
+
+    refresh_check_s: float = Field(
+        300.0, ge=0, le=86400, description="How often keel serve re-ingests the sources that are due; 0: never."
+    )
 
 
 class AccessSettings(_Model):
@@ -579,6 +662,9 @@ class Contract(_Model):
     audit: AuditSettings = AuditSettings()
     tenants: list[Tenant] = Field(default_factory=list, description="Tenants with data-residency rules.")
     drift: DriftSettings = DriftSettings()
+    ingest: IngestSettings = IngestSettings()
+    releases: list[Release] = Field(default_factory=list, description="Named releases apps can be promoted to.")
+    rollout: RolloutSettings = RolloutSettings()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, as ``(field location, message)``."""
@@ -589,6 +675,7 @@ class Contract(_Model):
             ("apps", [a.name for a in self.apps]),
             ("sources", [s.name for s in self.sources]),
             ("tenants", [t.name for t in self.tenants]),
+            ("releases", [r.name for r in self.releases]),
         ):
             seen: set[str] = set()
             for index, name in enumerate(names):
@@ -603,6 +690,23 @@ class Contract(_Model):
             if app.pins.model is not None and app.pins.model not in model_names:
                 problems.append(
                     (("apps", index, "pins", "model"), f"{app.pins.model!r} is not one of the models {model_names}")
+                )
+        release_names = [r.name for r in self.releases]
+        for index, release in enumerate(self.releases):
+            if release.model is not None and release.model not in model_names:
+                problems.append(
+                    (("releases", index, "model"), f"{release.model!r} is not one of the models {model_names}")
+                )
+        for index, app in enumerate(self.apps):
+            if app.release is None:
+                continue
+            if app.release not in release_names:
+                problems.append(
+                    (("apps", index, "release"), f"{app.release!r} is not one of the releases {release_names}")
+                )
+            if app.pins != AppPins():
+                problems.append(
+                    (("apps", index, "pins"), "an app that names a release takes its pins from the release")
                 )
         for index, name in enumerate(self.routing.order or []):
             if name not in model_names:
@@ -642,6 +746,13 @@ class Contract(_Model):
         for spec in self.models:
             if spec.name == name:
                 return spec
+        raise KeyError(name)
+
+    def release(self, name: str) -> Release:
+        """The release called ``name``; raises ``KeyError`` if absent."""
+        for release in self.releases:
+            if release.name == name:
+                return release
         raise KeyError(name)
 
     def app(self, name: str) -> App:

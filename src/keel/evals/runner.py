@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from keel.contract import Release
 from keel.evals.scoring import Observation, RetrievedPassage, Similarity
 from keel.evals.suite import Asker, Case, LoadedSuite
 from keel.identity import Principal
@@ -71,8 +72,12 @@ async def run_cases(
     index: IndexStore | None = None,
     concurrency: int = 2,
     progress: Progress | None = None,
+    release: Release | None = None,
 ) -> list[CaseRun]:
-    """Run ``cases``; exactly one of ``runtime`` (in process) or ``url`` (a server) is given."""
+    """Run ``cases``; exactly one of ``runtime`` (in process) or ``url`` (a server) is given.
+
+    In process, ``release`` serves every case (an evaluation of a candidate release).
+    """
     if (runtime is None) == (url is None):
         raise ValueError("give runtime (in process) or url (a running server)")
     semaphore = asyncio.Semaphore(max(1, concurrency))
@@ -85,7 +90,7 @@ async def run_cases(
         asker = loaded.asker_of(case)
         async with semaphore:
             if runtime is not None:
-                observation = await _in_process(runtime, case, asker)
+                observation = await _in_process(runtime, case, asker, release)
             else:
                 assert client is not None
                 observation = await _over_http(client, case, asker, keys or {}, index)
@@ -102,9 +107,11 @@ async def run_cases(
     return [r for r in results if r is not None]
 
 
-async def _in_process(runtime: Runtime, case: Case, asker: Asker) -> Observation:
+async def _in_process(runtime: Runtime, case: Case, asker: Asker, release: Release | None) -> Observation:
     app = runtime.contract.app(case.app) if case.app else None
     ctx = runtime.new_context(question=case.question, credential=None, endpoint="ask", app=app)
+    if release is not None:
+        ctx.release_override, ctx.release_role = release, "override"
     ctx.principal = Principal.of(id=asker.id, tenant=asker.tenant, groups=asker.groups, roles=asker.roles)
     started = time.perf_counter()
     error = None
@@ -115,7 +122,7 @@ async def _in_process(runtime: Runtime, case: Case, asker: Asker) -> Observation
     latency = (time.perf_counter() - started) * 1000
     record = runtime.traces.get(ctx.request_id)
     trace = record.data if record is not None else {}
-    snapshot = runtime.index.current()
+    snapshot = runtime.index.snapshot(ctx.index_version)
     cited = []
     for citation in ctx.citations:
         passage = snapshot.passage_by_id(citation.chunk_id)

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from keel.contract import App
+from keel.contract import App, Release
 from keel.identity import Principal
 from keel.models.base import ChatMessage
 from keel.retrieval.evidence import Evidence, PassageEvidence, QuestionTerms
@@ -118,7 +118,13 @@ class RequestContext:
     guard_verdicts: dict[str, str] = field(default_factory=dict)
     index_version: int | None = None
     release: str = ""
-    """The release that served the request: the app's prompt and the index version in force (set by respond)."""
+    """The release that served the request (its name; for an app's own pins, its prompt and index version)."""
+    release_role: str = ""
+    """Why that release: ``current``, ``canary``, ``shadow`` or ``override``."""
+    release_override: Release | None = None
+    """Serve with this release whatever the app's state (evaluations of a candidate, shadow runs)."""
+    shadow: bool = False
+    """A shadow copy: its answer is never returned, cached, handed off or charged to the ledger."""
     finish_reason: str = "stop"
     streamed_text: list[str] = field(default_factory=list)
     response_headers: dict[str, str] = field(default_factory=dict)

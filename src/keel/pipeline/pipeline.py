@@ -29,7 +29,7 @@ class Pipeline:
         self,
         stages: Sequence[Stage],
         *,
-        traces: TraceStore,
+        traces: TraceStore | None,
         audit: AuditLog | None = None,
         on_finish: Sequence[Callable[[RequestContext, int], None]] = (),
         on_recorded: Sequence[Callable[[TraceRecord], None]] = (),
@@ -79,6 +79,8 @@ class Pipeline:
             self._record(ctx, status)
 
     def _record(self, ctx: RequestContext, status: int) -> None:
+        if self._traces is None:
+            return
         clean = redact
         latency = ctx.trace.elapsed_ms()
         principal = ctx.principal

@@ -4,24 +4,34 @@ Publishing writes a complete version folder under a temporary name, renames it i
 place, then replaces ``ACTIVE`` (write to a temporary file, then ``os.replace``).
 Readers load whatever ``ACTIVE`` names; a reader holding an older snapshot keeps
 using it until it asks again, so in-flight requests never mix versions.
+
+Every move of ``ACTIVE`` (a publish, an operator's activation, a rollback) is made
+under an exclusive lock on ``index/.lock`` and appended to the activation history
+(:mod:`keel.retrieval.activations`), which is what a rollback returns along.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from keel.errors import NotReady
+from keel.errors import IndexVersionError, NotReady
+from keel.retrieval.activations import Activation, ActivationKind, ActivationLog, rollback_target
 from keel.retrieval.snapshot import IndexSnapshot
 
 __all__ = ["IndexStore"]
 
 _VERSION_DIR = re.compile(r"^v(\d{6})$")
 ACTIVE = "ACTIVE"
+_PINNED_LOADED = 3
+"""Non-active versions kept loaded at once (pinned by a release, or still read by a request)."""
 
 
 class IndexStore:
@@ -31,7 +41,8 @@ class IndexStore:
         self.index_dir = index_dir
         self._lock = threading.Lock()
         self._loaded: IndexSnapshot | None = None
-        self._loaded_stamp: tuple[int, int] | None = None
+        self._loaded_stamp: str | None = None
+        self._pinned: OrderedDict[int, IndexSnapshot] = OrderedDict()
 
     def versions(self) -> list[int]:
         """Every complete version on disk, oldest first."""
@@ -57,7 +68,7 @@ class IndexStore:
         """The folder of ``version``."""
         return self.index_dir / f"v{version:06d}"
 
-    def publish(self, write: Callable[[int, Path], None]) -> int:
+    def publish(self, write: Callable[[int, Path], None], *, actor: str = "ingest") -> int:
         """Write a new version with ``write(version, folder)`` and activate it; returns the version."""
         self.index_dir.mkdir(parents=True, exist_ok=True)
         version = max(self.versions(), default=0) + 1
@@ -70,21 +81,69 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self.activate(version)
+        self.activate(version, actor=actor, kind="publish")
         return version
 
-    def activate(self, version: int) -> None:
-        """Point ``ACTIVE`` at an existing version, atomically."""
+    def activate(self, version: int, *, actor: str = "system", kind: ActivationKind = "activate") -> Activation:
+        """Point ``ACTIVE`` at an existing version, atomically, and record it in the history.
+
+        Raises :class:`IndexVersionError` (listing the versions) if ``version`` does not exist.
+        """
+        with self._exclusive():
+            return self._move(version, actor=actor, kind=kind)
+
+    def rollback(self, *, actor: str = "system") -> Activation:
+        """Activate the version that was active before the current one (see :func:`rollback_target`).
+
+        Raises :class:`IndexVersionError` when no earlier activation is recorded.
+        """
+        with self._exclusive():
+            target = self.rollback_target()
+            if target is None:
+                raise IndexVersionError(
+                    "no earlier activation to roll back to (see `keel index list`, then `keel index activate VERSION`)"
+                )
+            return self._move(target, actor=actor, kind="rollback")
+
+    def history(self) -> list[Activation]:
+        """Every recorded activation, oldest first."""
+        return ActivationLog(self.index_dir).entries()
+
+    def rollback_target(self) -> int | None:
+        """The version :meth:`rollback` would activate now, or ``None``."""
+        return rollback_target(self.history(), self.active_version(), lambda v: self.folder(v).is_dir())
+
+    def _move(self, version: int, *, actor: str, kind: ActivationKind) -> Activation:
         if not self.folder(version).is_dir():
-            raise ValueError(f"index version {version} does not exist")
-        tmp = self.index_dir / f".{ACTIVE}.{os.getpid()}.tmp"
+            available = ", ".join(f"v{v}" for v in self.versions()) or "none (run `keel ingest`)"
+            raise IndexVersionError(f"index version {version} does not exist; available: {available}")
+        previous = self.active_version()
+        tmp = self.index_dir / f".{ACTIVE}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(f"v{version:06d}\n", encoding="utf-8")
         os.replace(tmp, self.index_dir / ACTIVE)
+        activation = Activation(version=version, previous=previous, kind=kind, actor=actor)
+        ActivationLog(self.index_dir).append(activation)
+        return activation
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Serialise moves of ``ACTIVE`` across threads and processes."""
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def prune(self, keep: int) -> list[int]:
-        """Delete all but the newest ``keep`` versions (never the active one); returns those deleted."""
+        """Delete all but the newest ``keep`` versions; returns those deleted.
+
+        Never the active version, nor the one a rollback would return to.
+        """
         active = self.active_version()
-        doomed = [v for v in self.versions()[:-keep] if v != active] if keep > 0 else []
+        spared = {active, self.rollback_target()}
+        doomed = [v for v in self.versions()[:-keep] if v not in spared] if keep > 0 else []
         for version in doomed:
             shutil.rmtree(self.folder(version), ignore_errors=True)
         return doomed
@@ -106,9 +165,34 @@ class IndexStore:
             self._loaded, self._loaded_stamp = snapshot, stamp
             return snapshot
 
-    def _stamp(self) -> tuple[int, int] | None:
+    def snapshot(self, version: int | None) -> IndexSnapshot:
+        """The snapshot of ``version`` (``None``: the active one), whether or not it is active.
+
+        A request reads every stage's passages from the version it started with, and a
+        release may pin a version that is not the active one; the few most recently
+        used non-active versions stay loaded. Raises :class:`NotReady` if it does not exist.
+        """
+        if version is None:
+            return self.current()
+        loaded = self._loaded
+        if loaded is not None and loaded.version == version:
+            return loaded
+        with self._lock:
+            cached = self._pinned.get(version)
+            if cached is not None:
+                self._pinned.move_to_end(version)
+                return cached
+            if not self.folder(version).is_dir():
+                raise NotReady(f"Index version {version} does not exist: run `keel index list` to see the versions.")
+            snapshot = IndexSnapshot(self.folder(version))
+            self._pinned[version] = snapshot
+            while len(self._pinned) > _PINNED_LOADED:
+                self._pinned.popitem(last=False)
+            return snapshot
+
+    def _stamp(self) -> str | None:
+        """What ``ACTIVE`` says now: its content, not its mtime, which may not change between quick moves."""
         try:
-            st = (self.index_dir / ACTIVE).stat()
+            return (self.index_dir / ACTIVE).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_ino)

@@ -33,13 +33,19 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         live = runtime or Runtime.from_settings(settings)
         await live.warm_up()
         app.state.runtime = live
-        watch = asyncio.create_task(live.watch.run(live.contract.slo.check_interval_s))
+        background = [
+            asyncio.create_task(live.watch.run(live.contract.slo.check_interval_s)),
+            asyncio.create_task(live.canary.run()),
+        ]
+        if live.contract.ingest.refresh_check_s > 0 and live.contract.sources:
+            background.append(asyncio.create_task(live.refresher.run(live.contract.ingest.refresh_check_s)))
         try:
             yield
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             app.state.runtime = None
             if owned:
                 await live.close()

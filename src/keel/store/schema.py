@@ -164,4 +164,41 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE outcomes ADD COLUMN release TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE outcomes ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]'",
     ],
+    # 6: releases: what each app serves now, its candidate (shadow or canary) and the releases before it;
+    # shadow comparisons
+    [
+        """CREATE TABLE release_state (
+            app TEXT PRIMARY KEY,
+            current TEXT NOT NULL,
+            candidate TEXT,
+            stage TEXT CHECK (stage IS NULL OR stage IN ('shadow', 'canary')),
+            share REAL NOT NULL DEFAULT 0,
+            started_at REAL,
+            history_json TEXT NOT NULL DEFAULT '[]',
+            pinned TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE shadow_pairs (
+            request_id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            app TEXT NOT NULL,
+            current TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            data_json TEXT NOT NULL
+        )""",
+        "CREATE INDEX shadow_pairs_app ON shadow_pairs(app, candidate, created_at)",
+    ],
+    # 7: per-source freshness: the last ingest attempt, the last success, what it holds, the last error
+    [
+        """CREATE TABLE source_freshness (
+            source TEXT PRIMARY KEY,
+            last_attempt_at REAL NOT NULL,
+            last_attempt_ok INTEGER NOT NULL CHECK (last_attempt_ok IN (0, 1)),
+            last_success_at REAL,
+            documents INTEGER NOT NULL DEFAULT 0,
+            passages INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_error_at REAL
+        )""",
+    ],
 ]

@@ -150,7 +150,7 @@ class GenerateStage:
         finally:
             self._budgets.release(reservation)
         self._models.observe_latency(spec.name, (time.perf_counter() - started) * 1000)
-        if ctx.usage.prompt_tokens or ctx.usage.completion_tokens or ctx.cost_usd:
+        if (ctx.usage.prompt_tokens or ctx.usage.completion_tokens or ctx.cost_usd) and not ctx.shadow:
             await asyncio.to_thread(
                 self._ledger.record,
                 request_id=ctx.request_id,

@@ -103,7 +103,7 @@ class OutputGuardStage:
 
     def _readable(self, ctx: RequestContext, citations: list[Citation]) -> list[Citation]:
         assert ctx.principal is not None
-        snapshot = self._index.current()
+        snapshot = self._index.snapshot(ctx.index_version)
         keep = []
         groups = ctx.principal.acl_groups
         for citation in citations:

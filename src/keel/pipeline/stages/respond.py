@@ -49,7 +49,7 @@ class RespondStage:
         if ctx.mode is None:
             ctx.mode = "answer"
         if not ctx.release:
-            prompt = self._prompt_refs[ctx.app.name]
+            prompt = ctx.app.pins.prompt or self._prompt_refs[ctx.app.name]
             ctx.release = prompt if ctx.index_version is None else f"{prompt}+index@{ctx.index_version}"
         if ctx.mode == "no_answer":
             ctx.answer = self._policy.no_answer_message
@@ -68,7 +68,7 @@ class RespondStage:
                 "Your question could be about several topics: " + "; ".join(titles) + ". Which one do you mean?"
             )
             ctx.citations = [citation_for(hit, n) for n, hit in enumerate(ctx.clarify_topics, 1)]
-        elif ctx.mode == "handoff":
+        elif ctx.mode == "handoff" and not ctx.shadow:
             await self._hand_off(ctx)
         if ctx.degraded and ctx.mode in ("answer", "sources_only"):
             note = (
@@ -123,7 +123,9 @@ class RespondStage:
         )
         if not cacheable:
             return
-        prompt = self._prompt_refs[ctx.app.name]
+        if ctx.shadow:
+            return
+        prompt = ctx.app.pins.prompt or self._prompt_refs[ctx.app.name]
         entry = CacheEntry(
             answer=ctx.answer,
             citations=tuple((c.number, c.chunk_id) for c in ctx.citations),

@@ -47,7 +47,8 @@ class RetrieveStage:
             span.decide("off", reason=f"app {ctx.app.name} does not use retrieval")
             return
         assert ctx.principal is not None
-        snapshot = await asyncio.to_thread(self._index.current)
+        # The app's release may pin an index version; otherwise the active one, read once for the whole request.
+        snapshot = await asyncio.to_thread(self._index.snapshot, ctx.app.pins.index)
         ctx.index_version = snapshot.version
         try:
             vector = await asyncio.to_thread(self._embedder.embed_one, ctx.question)

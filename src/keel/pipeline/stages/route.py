@@ -55,11 +55,14 @@ def _source_documents(passages: list[Hit]) -> int:
 
 
 def cache_scope(ctx: RequestContext, prompt: str) -> CacheScope:
-    """The cache scope of a request: app, prompt, index version and the caller's permissions."""
+    """The cache scope of a request: app, prompt, pinned model, index version and the caller's permissions.
+
+    A release pinned to another model never serves an answer cached from this one.
+    """
     assert ctx.principal is not None and ctx.index_version is not None
     return CacheScope(
         app=ctx.app.name,
-        prompt=prompt,
+        prompt=prompt if ctx.app.pins.model is None else f"{prompt}|{ctx.app.pins.model}",
         index_version=ctx.index_version,
         fingerprint=permission_fingerprint(ctx.principal.tenant, ctx.principal.groups),
     )
@@ -174,7 +177,11 @@ class RouteStage:
         settings = self._contract.routing.cache
         if not (settings.exact or settings.semantic) or ctx.model is not None:
             return False
-        hit = self._cache.lookup(cache_scope(ctx, self._prompt_refs[ctx.app.name]), ctx.question, ctx.query_vector)
+        hit = self._cache.lookup(
+            cache_scope(ctx, ctx.app.pins.prompt or self._prompt_refs[ctx.app.name]),
+            ctx.question,
+            ctx.query_vector,
+        )
         ctx.cache = "miss"
         if hit is None:
             return False
@@ -196,7 +203,7 @@ class RouteStage:
     def _readable_passages(self, ctx: RequestContext, entry: CacheEntry) -> list[Hit] | None:
         """The cited passages as hits, or ``None`` if any is gone or not readable by the caller."""
         assert ctx.principal is not None
-        snapshot = self._index.current()
+        snapshot = self._index.snapshot(ctx.index_version)
         out = []
         for _, chunk_id in entry.citations:
             passage = snapshot.passage_by_id(chunk_id)
