@@ -238,7 +238,9 @@ class ReleaseRegistry:
         """First use, or the contract pins the app to another release: the contract's pin serves."""
         history: tuple[str, ...] = ()
         if previous is not None:
-            history = (*json.loads(previous["history_json"]), previous["current"])
+            history = tuple(json.loads(previous["history_json"]))
+            if previous["current"] != pinned:
+                history = (*history, previous["current"])
         state = ReleaseState(app=app.name, current=pinned, history=history, pinned=pinned)
         if previous is None:
             self._store(state)
