@@ -1,10 +1,12 @@
-"""keel ingest: read docs/ into a new index version, with progress and a summary."""
+"""keel ingest: read docs/ (or only the sources that are due) into a new index version, with progress and a summary."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,20 +23,34 @@ _STAGES = {
 
 @click.command("ingest")
 @click.option("--rebuild", is_flag=True, help="Publish a new index version even if nothing changed.")
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Ingest only the sources that are due (stale, failing or never ingested); the others stay as they are.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 @handle_errors
-def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
+def command(ctx: click.Context, rebuild: bool, due: bool, as_json: bool) -> None:
     """Ingest the project's docs/ folder (incremental: unchanged files are skipped).
 
-    Exits 1 if any file could not be read (the others are still indexed).
+    With --due, only the sources whose refresh interval has passed, whose last ingest
+    failed or that were never ingested are read; each is audited (run it from cron).
+    Exits 1 if any file or source could not be read (the others are still indexed).
     """
+    from keel.audit import AuditLog
     from keel.ingest.ingestor import Ingestor
+    from keel.ingest.refresh import SourceRefresher
+    from keel.policy.pii import redact
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.retrieval.versions import IndexStore
     from keel.store import Database
 
+    if due and rebuild:
+        raise click.UsageError("--due and --rebuild cannot be combined")
     project = open_project(ctx)
+    if not project.docs_dir.is_dir():
+        raise click.ClickException(f"no docs/ folder in {project.root} (create it and add documents)")
     project.ensure_dirs()
     db = Database(project.database_path)
     embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
@@ -45,30 +61,56 @@ def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
         index_store=IndexStore(project.index_dir),
         embedder=embedder,
     )
-    with Progress(
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=as_json,
-        disable=as_json,
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
+    audit = AuditLog(db, redact=redact) if due else None
+    refresher = SourceRefresher(project.contract, ingestor=ingestor, db=db, audit=audit)
+    due_names: list[str] | None = None
+    report = None
+    try:
+        if due:
+            pending = [f for f in refresher.freshness() if f.due]
+            if not as_json:
+                _print_due(pending)
+            if not pending:
+                if as_json:
+                    print_json({"due": [], "version": IndexStore(project.index_dir).active_version(), "sources": []})
+                return
+        with Progress(
+            TextColumn("{task.description:<20}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
+            disable=as_json,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
 
-        if not project.docs_dir.is_dir():
-            raise click.ClickException(f"no docs/ folder in {project.root} (create it and add documents)")
-        embedder.warm_up()
-        report = ingestor.run(progress=progress, rebuild=rebuild)
-    db.close()
+            embedder.warm_up()
+            if due:
+                result = refresher.refresh(progress=progress, only=[f.source for f in pending])
+                if result is not None:
+                    due_names, report = [f.source for f in result.due], result.report
+            else:
+                report = ingestor.run(progress=progress, rebuild=rebuild)
+    finally:
+        if audit is not None:
+            audit.close()
+        db.close()
+    if report is None:
+        if as_json:
+            print_json(
+                {"due": due_names or [], "version": IndexStore(project.index_dir).active_version(), "sources": []}
+            )
+        return
     if as_json:
         print_json(
             {
+                **({"due": due_names} if due_names is not None else {}),
                 "version": report.version,
                 "previous_version": report.previous_version,
                 "documents": report.documents,
@@ -86,12 +128,26 @@ def command(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
                 "duplicates": report.duplicates,
                 "embedded_instructions": report.embedded_instructions,
                 "seconds": round(report.seconds, 2),
+                "sources": [o.to_dict() for o in report.sources],
             }
         )
     else:
         _print_report(report)
-    if report.failed:
+    if report.failed or any(not o.ok for o in report.sources):
         sys.exit(1)
+
+
+def _print_due(due: list[Any]) -> None:
+    from keel.durations import format_age
+
+    if not due:
+        console.print("No source is due: every source is fresh.")
+        return
+    listed = []
+    for f in due:
+        since = f", last success {format_age(f.age_s)} ago" if f.age_s is not None else ""
+        listed.append(f"{f.source} ({f.state}{since})")
+    console.print("Due: " + ", ".join(listed), highlight=False)
 
 
 def _print_report(report: object) -> None:
@@ -134,6 +190,19 @@ def _print_report(report: object) -> None:
     ):
         summary.add_row(what, str(value))
     console.print(summary)
+    if report.sources:
+        sources = Table(title="Sources" + (" ingested" if report.scope is not None else ""))
+        for column in ("source", "outcome", "documents", "passages", "error"):
+            sources.add_column(column, justify="right" if column in ("documents", "passages") else "left")
+        for outcome in report.sources:
+            sources.add_row(
+                outcome.source,
+                "[green]ok[/green]" if outcome.ok else "[red]failed[/red]",
+                str(outcome.documents),
+                str(outcome.passages),
+                escape(outcome.error or ""),
+            )
+        console.print(sources)
     for places in report.duplicates:
         console.print(f"[yellow]duplicate passage[/yellow] in {', '.join(places)}")
     for path in report.no_acl:

@@ -82,11 +82,17 @@ apps:
 
 # Folders under docs/ with their owner and the groups that may read them.
 # Markdown front matter (groups: [...]) overrides the folder's groups for that file.
+# A source not ingested successfully within its refresh interval is stale; the owner
+# is who is told (keel sources, and the warning logged when it starts failing).
 sources: []
 #  - name: hr
 #    path: hr
 #    owner: people-team@example.com
 #    groups: [hr]
+#    refresh: 1d                # e.g. 15m, 6h, 1d, 7d
+
+ingest:
+  refresh_check_s: 300          # keel serve re-ingests the sources that are due this often; 0: never
 
 access:
   default_groups: []            # groups for documents with no ACL; empty: readable by no one

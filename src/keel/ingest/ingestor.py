@@ -5,6 +5,12 @@ their new passages embedded, deleted files are removed, and a new immutable inde
 version is published when anything changed. Every document gets its ACL here, from
 its front matter, its source or the contract's default, and one that names no group
 is readable by no one.
+
+An ingest may cover only some sources (``sources=``, as ``keel ingest --due`` does):
+the files of every other source are neither read nor removed, and stay in the new
+version. A source whose folder (or part of it) cannot be read, or one of whose files
+cannot be, *fails*: its documents from before are kept, and the outcome of every
+source covered is recorded for :mod:`keel.ingest.freshness`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,10 +28,12 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from keel.contract import Contract
+from keel.contract import Contract, Source
 from keel.ingest.acl import resolve_acl, source_for
 from keel.ingest.chunker import ChunkDraft, chunk_document
-from keel.ingest.parsers import SUPPORTED_SUFFIXES, ParseError, parse_file
+from keel.ingest.freshness import FreshnessStore, SourceOutcome
+from keel.ingest.parsers import ParseError, parse_file
+from keel.ingest.scan import Scan, scan_docs, source_problems
 from keel.retrieval.embedder import Embedder
 from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
 from keel.retrieval.versions import IndexStore
@@ -95,6 +103,10 @@ class IngestReport:
     previous_version: int | None = None
     seconds: float = 0.0
     per_document: list[DocumentSummary] = field(default_factory=list)
+    scope: list[str] | None = None
+    """The sources this ingest covered; ``None``: the whole of docs/."""
+    sources: list[SourceOutcome] = field(default_factory=list)
+    """The outcome of every contract source covered, in contract order."""
 
     @property
     def changed(self) -> bool:
@@ -130,6 +142,7 @@ class Ingestor:
         embedder: Embedder,
         keep_versions: int = 5,
         detector: PassageScanner | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         injection = contract.policy.injection
         if detector is None and injection.scan_passages:
@@ -143,15 +156,55 @@ class Ingestor:
         self._index = index_store
         self._embedder = embedder
         self._keep_versions = keep_versions
+        self._clock = clock
+        self._freshness = FreshnessStore(db)
 
-    def run(self, *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
-        """Ingest the folder; publishes a new index version when anything changed (or ``rebuild``)."""
+    def run(
+        self, *, progress: Progress | None = None, rebuild: bool = False, sources: Collection[str] | None = None
+    ) -> IngestReport:
+        """Ingest the folder, or only the files of ``sources`` (names of contract sources).
+
+        Publishes a new index version when anything changed (or ``rebuild``), and records
+        each covered source's outcome. Raises ``ValueError`` for a name the contract lacks.
+        """
+        covered = self._covered(sources)
+        attempted_at = self._clock()
+        try:
+            report = self._run(progress, rebuild, None if sources is None else frozenset(s.name for s in covered))
+        except Exception as exc:
+            reason = f"ingest failed: {type(exc).__name__}: {exc}"
+            self._freshness.record(
+                [SourceOutcome(source=s.name, ok=False, error=reason) for s in covered], at=attempted_at
+            )
+            raise
+        self._freshness.record(report.sources, at=attempted_at)
+        return report
+
+    def _covered(self, names: Collection[str] | None) -> list[Source]:
+        if names is None:
+            return list(self._contract.sources)
+        known = {s.name for s in self._contract.sources}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"no such source in the contract: {', '.join(unknown)} (sources: {sorted(known)})")
+        return [s for s in self._contract.sources if s.name in names]
+
+    def _source_name(self, rel_path: str) -> str | None:
+        source = source_for(self._contract, rel_path)
+        return source.name if source else None
+
+    def _run(self, progress: Progress | None, rebuild: bool, scope: frozenset[str] | None) -> IngestReport:
         started = time.perf_counter()
-        report = IngestReport(previous_version=self._index.active_version())
+        report = IngestReport(
+            previous_version=self._index.active_version(), scope=None if scope is None else sorted(scope)
+        )
         notify: Progress = progress or (lambda stage, done, total: None)
         if not self._docs_dir.is_dir():
             raise FileNotFoundError(f"documents folder {self._docs_dir} does not exist")
-        files = self._scan(report)
+        scan = scan_docs(self._docs_dir, self._contract, scope)
+        files = scan.files
+        report.failed.extend(scan.failed)
+        report.skipped.extend(scan.skipped)
         conn = self._db.connection()
         known = {
             row["path"]: row
@@ -168,7 +221,12 @@ class Ingestor:
         for done, path in enumerate(files, start=1):
             rel = path.relative_to(self._docs_dir).as_posix()
             notify("read", done, len(files))
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                kept = " (previous version kept)" if rel in known else ""
+                report.failed.append((rel, f"cannot read: {exc.strerror or exc}{kept}"))
+                continue
             sha = hashlib.sha256(data).hexdigest()
             previous = known.get(rel)
             if previous is not None and previous["sha256"] == sha and previous["doc_id"] not in stale_embedder:
@@ -211,7 +269,14 @@ class Ingestor:
         vectors = self._embed_pending(pending, report, notify)
         seen_paths = {p.relative_to(self._docs_dir).as_posix() for p in files}
         failed_paths = {rel for rel, _ in report.failed}
-        deleted = [rel for rel in known if rel not in seen_paths and rel not in failed_paths]
+        deleted = [
+            rel
+            for rel in known
+            if rel not in seen_paths
+            and rel not in failed_paths
+            and (scope is None or self._source_name(rel) in scope)
+            and not scan.hides(self._contract, rel)
+        ]
         self._write(pending, vectors, acl_updates, deleted, report)
         report.deleted.extend(sorted(deleted))
         rows = self._rows()
@@ -221,8 +286,34 @@ class Ingestor:
         if not need_build:
             report.documents = len({r["doc_id"] for r in rows})
             report.passages = len(rows)
+        report.sources = self._outcomes(scope, report, scan)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _outcomes(self, scope: frozenset[str] | None, report: IngestReport, scan: Scan) -> list[SourceOutcome]:
+        """Each covered source's outcome, with what it now holds in the index."""
+        covered = [s.name for s in self._contract.sources if scope is None or s.name in scope]
+        problems = source_problems(self._contract, scan, report.failed, covered)
+        documents: dict[str, int] = {}
+        passages: dict[str, int] = {}
+        for row in self._db.connection().execute(
+            "SELECT d.path, COUNT(c.chunk_id) AS passages FROM documents d LEFT JOIN chunks c USING (doc_id)"
+            " GROUP BY d.doc_id"
+        ):
+            holder = self._source_name(row["path"])
+            if holder is not None:
+                documents[holder] = documents.get(holder, 0) + 1
+                passages[holder] = passages.get(holder, 0) + int(row["passages"])
+        return [
+            SourceOutcome(
+                source=name,
+                ok=name not in problems,
+                documents=documents.get(name, 0),
+                passages=passages.get(name, 0),
+                error=problems.get(name),
+            )
+            for name in covered
+        ]
 
     def _defang(self, rel: str, drafts: list[ChunkDraft], report: IngestReport) -> list[ChunkDraft]:
         """Drafts with sentences that instruct an AI removed, so they are never indexed or served."""
@@ -239,20 +330,6 @@ class Ingestor:
             if text:
                 kept.append(dataclasses.replace(draft, text=text))
         return kept
-
-    def _scan(self, report: IngestReport) -> list[Path]:
-        files: list[Path] = []
-        for path in sorted(self._docs_dir.rglob("*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(self._docs_dir)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                report.skipped.append((rel.as_posix(), f"unsupported file type {path.suffix or '(none)'}"))
-                continue
-            files.append(path)
-        return files
 
     @staticmethod
     def _note_acl(report: IngestReport, rel: str, groups: list[str], widens: bool) -> None:

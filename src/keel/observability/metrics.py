@@ -7,7 +7,7 @@ A value outside its vocabulary is counted as ``other``.
 
 Counters and histograms are fed once per finished request (:meth:`observe`); the live
 state (models' in-flight calls, queue depth and breakers, budgets left, spend projected
-to the period's end, index age per source) is read at scrape time by a collector.
+to the period's end, index age and freshness per source) is read at scrape time by a collector.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from keel.contract import Contract
 from keel.errors import all_error_codes
+from keel.ingest.freshness import source_freshness
 from keel.models.registry import ModelRegistry
 from keel.ops.anomaly import Anomaly, detect_anomalies
 from keel.ops.costs import CostLedger
@@ -136,6 +137,7 @@ class _LiveCollector(Collector):
         except sqlite3.Error:
             pass  # a scrape never fails because the store is busy
         yield age
+        yield from _freshness_gauges(live)
         anomaly = GaugeMetricFamily(
             "keel_anomaly", "1 when the last hour's value is anomalous against its rolling baseline.", labels=["signal"]
         )
@@ -149,6 +151,24 @@ class _LiveCollector(Collector):
         for a in self._anomalies:
             anomaly.add_metric([a.signal], 1.0 if a.anomalous else 0.0)
         yield anomaly
+
+
+def _freshness_gauges(live: _Live) -> Iterator[Metric]:
+    """Stale and failing sources, one series per contract source (so the labels stay bounded)."""
+    stale = GaugeMetricFamily(
+        "keel_source_stale",
+        "1 when a source's last successful ingest is older than its refresh interval, or there was none.",
+        labels=["source"],
+    )
+    failing = GaugeMetricFamily("keel_source_failing", "1 when a source's last ingest failed.", labels=["source"])
+    try:
+        for f in source_freshness(live.contract, live.db, now=live.clock()):
+            stale.add_metric([f.source], 1.0 if f.stale else 0.0)
+            failing.add_metric([f.source], 1.0 if f.failing else 0.0)
+    except sqlite3.Error:
+        pass  # a scrape never fails because the store is busy
+    yield stale
+    yield failing
 
 
 class ServiceMetrics:

@@ -80,3 +80,19 @@ def test_source_path_may_not_escape_docs() -> None:
     with pytest.raises(ContractError) as info:
         parse_contract("sources:\n  - name: x\n    path: ../secrets\n", source="keel.yaml")
     assert info.value.problems[0][0] == "keel.yaml:3 sources[0].path"
+
+
+def test_a_refresh_that_is_not_a_duration_is_reported_at_its_line() -> None:
+    text = "sources:\n  - name: hr\n    path: hr\n    refresh: daily\n  - {name: wiki, path: wiki, refresh: 30}\n"
+    with pytest.raises(ContractError) as info:
+        parse_contract(text, source="keel.yaml")
+    problems = dict(info.value.problems)
+    assert "'daily' is not a duration" in problems["keel.yaml:4 sources[0].refresh"]
+    assert "e.g. 15m, 6h, 1d, 7d" in problems["keel.yaml:4 sources[0].refresh"]
+    assert "is not a duration" in problems["keel.yaml:5 sources[1].refresh"]
+
+
+def test_refresh_intervals_and_the_refresh_check_have_defaults() -> None:
+    contract = parse_contract("sources:\n  - {name: hr, path: hr, refresh: 6h}\n  - {name: wiki, path: wiki}\n")
+    assert [s.refresh_s for s in contract.sources] == [21600, 86400]
+    assert contract.ingest.refresh_check_s == 300

@@ -191,3 +191,91 @@ def test_instructions_to_an_ai_inside_a_document_are_reported_and_never_indexed(
     texts = [r["text"] for r in project.db.connection().execute("SELECT text FROM chunks")]
     assert any("purchase order" in t for t in texts)
     assert not any("ignore all previous" in t.lower() or "system prompt" in t.lower() for t in texts)
+
+
+def outcomes(report: IngestReport) -> dict[str, tuple[bool, int | None, str | None]]:
+    return {o.source: (o.ok, o.documents, o.error) for o in report.sources}
+
+
+def test_every_source_gets_its_outcome_recorded(project: Project) -> None:
+    from keel.ingest.freshness import FreshnessStore
+
+    report = project.ingest()
+    assert outcomes(report) == {"hr": (True, 1, None), "open": (True, 2, None)}
+    records = FreshnessStore(project.db).records()
+    assert {name: (r.last_attempt_ok, r.documents) for name, r in records.items()} == {
+        "hr": (True, 1),
+        "open": (True, 2),
+    }
+
+
+def test_ingesting_one_source_leaves_the_others_in_the_new_version(project: Project) -> None:
+    project.ingest()
+    project.write("open/leave.md", LEAVE.format(days=30))
+    (project.docs / "hr" / "bands.md").unlink()
+    project.write("hr/new.md", "# Pensions\n\nThe employer pays eight percent into the pension plan.\n")
+    report = project.ingest(sources=["open"])
+    assert report.scope == ["open"] and [o.source for o in report.sources] == ["open"]
+    assert report.updated == ["open/leave.md"] and report.deleted == [] and report.added == []
+    assert report.version == 2
+    assert set(project.chunk_ids()) == {"hr/bands.md", "open/leave.md", "open/office.txt"}
+    assert "hr/bands.md" in project.search("salary bands", {"hr"})
+
+
+def test_an_unknown_source_is_refused_before_anything_is_read(project: Project) -> None:
+    with pytest.raises(ValueError, match="no such source"):
+        project.ingest(sources=["nope"])
+
+
+def test_an_unreadable_folder_fails_its_source_and_keeps_its_documents(project: Project) -> None:
+    from tests.support.unreadable import make_unreadable, restore
+
+    project.ingest()
+    make_unreadable(project.docs / "hr")
+    try:
+        report = project.ingest()
+    finally:
+        restore(project.docs / "hr")
+    assert report.deleted == [] and not report.changed
+    ok, documents, error = outcomes(report)["hr"]
+    assert not ok and documents == 1
+    assert error is not None and "docs/hr" in error
+    assert outcomes(report)["open"] == (True, 2, None)
+    assert "hr/bands.md" in project.search("salary bands", {"hr"})
+    assert project.ingest().sources[0].ok
+
+
+def test_a_missing_source_folder_fails_its_source(project: Project) -> None:
+    import shutil
+
+    project.ingest()
+    shutil.rmtree(project.docs / "hr")
+    report = project.ingest()
+    assert outcomes(report)["hr"] == (False, 1, "folder docs/hr does not exist")
+    assert "hr/bands.md" in project.chunk_ids()
+
+
+def test_a_file_that_fails_fails_its_source_only(project: Project) -> None:
+    project.ingest()
+    project.write("open/leave.md", "---\ngroups: [unclosed\n---\nbroken\n")
+    report = project.ingest()
+    ok, _, error = outcomes(report)["open"]
+    assert not ok and error is not None and error.startswith("open/leave.md: ")
+    assert outcomes(report)["hr"] == (True, 1, None)
+
+
+def test_a_crashed_ingest_fails_every_source_it_covered(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel.ingest.freshness import FreshnessStore
+
+    project.ingest()
+    project.write("open/new.md", "---\ntitle: New\n---\nA brand new policy on bicycles.\n")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(IndexStore, "publish", fail)
+    with pytest.raises(OSError):
+        project.ingest(sources=["open"])
+    records = FreshnessStore(project.db).records()
+    assert not records["open"].last_attempt_ok and "disk full" in (records["open"].last_error or "")
+    assert records["hr"].last_attempt_ok
