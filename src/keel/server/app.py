@@ -18,7 +18,7 @@ from keel import __version__
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from keel.server.routes import admin, ask, chat, feedback, handoffs, health, metrics, models, traces
+from keel.server.routes import admin, ask, chat, feedback, handoffs, health, metrics, models, releases, traces
 from keel.settings import Settings
 
 __all__ = ["create_app"]
@@ -62,7 +62,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     )
     app.state.runtime = None
     install_error_handlers(app)
-    for module in (health, metrics, ask, chat, models, traces, feedback, handoffs, admin):
+    for module in (health, metrics, ask, chat, models, traces, feedback, handoffs, admin, releases):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
