@@ -17,7 +17,7 @@ def test_durations_in_the_contract_form_parse_to_seconds(text: str, seconds: flo
 
 @pytest.mark.parametrize("text", ["", "1", "d", "daily", "1.5h", "-1d", "1 d", "1D", "1d1d", "0m", "1y"])
 def test_anything_but_a_positive_duration_is_rejected_with_a_hint(text: str) -> None:
-    with pytest.raises(ValueError, match="duration|zero|twice"):
+    with pytest.raises(ValueError, match=r"duration|zero|twice"):
         parse_duration(text)
 
 

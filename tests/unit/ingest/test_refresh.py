@@ -119,7 +119,7 @@ def test_a_failing_source_is_audited_once_retried_and_its_recovery_audited(
     recovered = setup.refresher.refresh()
     assert recovered is not None and recovered.refreshed == ["hr"]
     assert setup.events() == [("source.failed", "hr"), ("source.refreshed", "hr")]
-    assert list(setup.audit.records(action="source.refreshed"))[0].data["recovered"] is True
+    assert next(iter(setup.audit.records(action="source.refreshed"))).data["recovered"] is True
 
 
 def test_one_refresh_runs_at_a_time(setup: Setup) -> None:
