@@ -19,6 +19,7 @@ from keel.cli import (
     eval_cmd,
     export_cmd,
     feedback_cmd,
+    index_cmd,
     ingest_cmd,
     init_cmd,
     keys_cmd,
@@ -52,6 +53,7 @@ def main(ctx: click.Context, project: Path | None) -> None:
 for _module in (
     init_cmd,
     ingest_cmd,
+    index_cmd,
     sources_cmd,
     serve_cmd,
     ask_cmd,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["AclView", "IndexSnapshot", "Passage", "PassageRecord", "SnapshotWriter"]
+__all__ = ["AclView", "IndexSnapshot", "Passage", "PassageRecord", "SnapshotWriter", "read_manifest", "read_passages"]
 
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
@@ -224,6 +224,23 @@ class IndexSnapshot:
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the version in ``folder``, without loading its vectors or postings."""
+    data: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    return data
+
+
+def read_passages(folder: Path) -> list[PassageRecord]:
+    """Every passage of the version in ``folder``, in row order (for reports and diffs, not for search)."""
+    conn = sqlite3.connect(f"file:{folder / PASSAGES}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM passages ORDER BY row").fetchall()
+    finally:
+        conn.close()
+    return [PassageRecord(**PassageRecord.fields_of(r)) for r in rows]
 
 
 def _postings(
