@@ -45,6 +45,7 @@ from keel.pipeline.stages import (
     RetrieveStage,
     RouteStage,
 )
+from keel.pipeline.stages.generate import DEFAULT_PROMPT, PROMPT_VARIABLES
 from keel.pipeline.stages.rate_limit import RateLimitStage
 from keel.pipeline.stages.release import ReleaseStage
 from keel.policy.injection import InjectionDetector
@@ -53,7 +54,7 @@ from keel.policy.topics import TopicMatcher
 from keel.project import Project
 from keel.releases.canary import CanaryGuard
 from keel.releases.registry import ReleaseRegistry
-from keel.releases.shadow import ShadowRunner
+from keel.releases.shadow import ShadowRunner, wait_until_idle
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard
@@ -207,7 +208,9 @@ class Runtime:
         )
         # Shadow copies: the same stages on the candidate, nothing recorded as a request (no trace, audit,
         # metrics or rate-limit charge); the comparison is recorded by the shadow runner.
-        self._shadow_pipeline = Pipeline([IdentityStage(self.auth), release_stage, *serving], traces=None)
+        self._shadow_pipeline = Pipeline(
+            [IdentityStage(self.auth), release_stage, *serving], traces=None, before_stage=self._live_idle
+        )
         self._warm = False
 
     def _shadow_context(self, live: RequestContext) -> RequestContext:
@@ -221,36 +224,44 @@ class Runtime:
             tags=live.tags,
         )
         copy.principal = live.principal
+        copy.query_vector = live.query_vector
         return copy
+
+    async def _live_idle(self) -> None:
+        """Wait until no live request runs: a shadow copy yields to live traffic before every stage."""
+        await wait_until_idle(lambda: self.pipeline.in_flight)
 
     async def _run_shadow(self, ctx: RequestContext) -> RequestContext:
         return await self._shadow_pipeline.run(ctx)
 
     async def _answer_similarity(self, a: str, b: str) -> float:
-        if not a or not b:
+        if not a or not b or a == b:
             return float(a == b)
+        await self._live_idle()
         vectors = await asyncio.to_thread(self.embedder.embed, [a, b])
         return float(vectors[0] @ vectors[1])
 
     def _resolve_prompts(self) -> dict[str, str]:
-        """Each app's prompt template as ``id@version``; a pin that names no template is an error."""
+        """Each app's prompt template as ``id@version``.
+
+        A release or an app that names no template, or a template whose variables are
+        not the ones generation fills in, stops the start-up rather than failing requests.
+        """
         refs = {}
-        for release in self.contract.releases:
+        named: list[tuple[str, str, str | None]] = [
+            (f"release {r.name!r} names", r.prompt, None) for r in self.contract.releases
+        ]
+        named += [(f"app {a.name!r} pins", a.pins.prompt or DEFAULT_PROMPT, a.name) for a in self.contract.apps]
+        for who, ref, app in named:
             try:
-                self.prompts.get(release.prompt)
+                template = self.prompts.get(ref)
             except KeyError:
                 raise ConfigError(
-                    f"release {release.name!r} names prompt {release.prompt!r}, which does not exist;"
-                    f" available: {self.prompts.refs()}"
+                    f"{who} prompt {ref!r}, which does not exist; available: {self.prompts.refs()}"
                 ) from None
-        for app in self.contract.apps:
-            ref = app.pins.prompt or "answer"
-            try:
-                refs[app.name] = self.prompts.get(ref).ref
-            except KeyError:
-                raise ConfigError(
-                    f"app {app.name!r} pins prompt {ref!r}, which does not exist; available: {self.prompts.refs()}"
-                ) from None
+            template.check_variables(PROMPT_VARIABLES)
+            if app is not None:
+                refs[app] = template.ref
         return refs
 
     def _check_secrets(self, secrets: Mapping[str, object]) -> None:

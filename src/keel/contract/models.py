@@ -748,6 +748,11 @@ class Contract(_Model):
                 return spec
         raise KeyError(name)
 
+    def pinned_index_versions(self) -> set[int]:
+        """Index versions a release or an app pins: they must outlive pruning."""
+        pins = {r.index for r in self.releases} | {a.pins.index for a in self.apps}
+        return {v for v in pins if v is not None}
+
     def release(self, name: str) -> Release:
         """The release called ``name``; raises ``KeyError`` if absent."""
         for release in self.releases:

@@ -493,7 +493,7 @@ class Ingestor:
                     ),
                 ),
             )
-        self._index.prune(self._keep_versions)
+        self._index.prune(self._keep_versions, pinned=self._contract.pinned_index_versions())
         notify("index", 1, 1)
         return version
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from keel.audit import AuditEvent, AuditLog
@@ -33,9 +33,13 @@ class Pipeline:
         audit: AuditLog | None = None,
         on_finish: Sequence[Callable[[RequestContext, int], None]] = (),
         on_recorded: Sequence[Callable[[TraceRecord], None]] = (),
+        before_stage: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.stages = list(stages)
         self._on_recorded = list(on_recorded)
+        self._before_stage = before_stage
+        self.in_flight = 0
+        """Requests running now (for shadow copies, which yield to live traffic)."""
         self._traces = traces
         self._audit = audit
         self._on_finish = list(on_finish)
@@ -48,11 +52,14 @@ class Pipeline:
     async def run(self, ctx: RequestContext) -> RequestContext:
         """Run every stage on ``ctx``; always records the trace, also when a stage raises."""
         status = 200
+        self.in_flight += 1
         try:
             for stage in self.stages:
                 if ctx.mode is not None and not stage.always_runs:
                     ctx.trace.skip(stage.name, f"mode {ctx.mode} already decided")
                     continue
+                if self._before_stage is not None:
+                    await self._before_stage()
                 with ctx.trace.span(stage.name) as span:
                     ctx.span = span
                     await stage.run(ctx)
@@ -70,6 +77,7 @@ class Pipeline:
             ctx.trace.attributes["error"] = "internal_error"
             raise
         finally:
+            self.in_flight -= 1
             ctx.span = None
             for hook in self._on_finish:
                 try:

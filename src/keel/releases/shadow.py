@@ -5,8 +5,10 @@ the candidate's share as probability, after its response is complete. The copy r
 as the same principal, through the same guards and the same permission-filtered
 retrieval, on the candidate's model, prompt and index; its answer is never returned,
 cached, handed off or charged to the ledger. At most ``rollout.shadow.max_in_flight``
-copies run at once: a copy that finds no free place is dropped, never queued, so a
-busy service sheds shadow work first.
+copies run at once: a copy that finds no free place is dropped, never queued, and a
+running copy yields to live traffic before each of its stages (it waits while any live
+request runs, and is dropped when the service stays busy for ``MAX_YIELD_S``), so a busy
+service sheds shadow work first and live requests wait at most for one shadow stage.
 
 Each pair is recorded: answer similarity (embeddings), citation overlap (Jaccard of
 the cited passage ids), mode agreement, both latencies and both costs, with the
@@ -32,7 +34,36 @@ from keel.pipeline.context import RequestContext
 from keel.releases.registry import ReleaseRegistry
 from keel.store import Database
 
-__all__ = ["ShadowReport", "ShadowRunner", "citation_overlap", "shadow_report"]
+__all__ = [
+    "MAX_YIELD_S",
+    "ShadowDropped",
+    "ShadowReport",
+    "ShadowRunner",
+    "citation_overlap",
+    "shadow_report",
+    "wait_until_idle",
+]
+
+MAX_YIELD_S = 10.0
+"""Longest a shadow copy waits for the live traffic to pause before it is dropped."""
+
+
+class ShadowDropped(Exception):
+    """The service stayed busy: the shadow copy gave up its place."""
+
+
+async def wait_until_idle(
+    in_flight: Callable[[], int], *, poll_s: float = 0.005, max_wait_s: float = MAX_YIELD_S
+) -> float:
+    """Wait until ``in_flight()`` is zero; returns the seconds waited. Raises :class:`ShadowDropped` past the limit."""
+    waited = 0.0
+    while in_flight() > 0:
+        if waited >= max_wait_s:
+            raise ShadowDropped
+        await asyncio.sleep(poll_s)
+        waited += poll_s
+    return waited
+
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +159,16 @@ class ShadowRunner:
         try:
             # Yield first, so the live response is on its way before any shadow work starts.
             await asyncio.sleep(0)
-            started = time.perf_counter()
             error = None
             try:
                 await self._run(copy)
+            except ShadowDropped:
+                self.dropped += 1
+                return
             except Exception as exc:  # the candidate failing is a finding, not a crash
                 error = getattr(exc, "code", type(exc).__name__)
-            latency = (time.perf_counter() - started) * 1000
+            # The candidate's own time: its stages, without the pauses it made for live traffic.
+            latency = sum(s.duration_ms for s in copy.trace.spans)
             similarity = (
                 await self._similarity(primary.answer, copy.answer) if error is None and primary.answer else 0.0
             )

@@ -19,7 +19,7 @@ import re
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from keel.errors import IndexVersionError, NotReady
@@ -136,13 +136,14 @@ class IndexStore:
         finally:
             os.close(fd)
 
-    def prune(self, keep: int) -> list[int]:
+    def prune(self, keep: int, *, pinned: Iterable[int] = ()) -> list[int]:
         """Delete all but the newest ``keep`` versions; returns those deleted.
 
-        Never the active version, nor the one a rollback would return to.
+        Never the active version, nor the one a rollback would return to, nor one that
+        a release or an app pins (``pinned``).
         """
         active = self.active_version()
-        spared = {active, self.rollback_target()}
+        spared = {active, self.rollback_target(), *pinned}
         doomed = [v for v in self.versions()[:-keep] if v not in spared] if keep > 0 else []
         for version in doomed:
             shutil.rmtree(self.folder(version), ignore_errors=True)

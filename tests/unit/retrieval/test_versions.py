@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.errors import ConfigError, IndexVersionError
+from keel.errors import ConfigError, IndexVersionError, NotReady
 from keel.retrieval.versions import IndexStore
 from tests.unit.retrieval.builders import passage, publish
 
@@ -105,3 +105,13 @@ def test_concurrent_activations_leave_a_consistent_pointer_and_history(store: In
     assert history[-1].version == store.active_version()
     # Each move names the version that was active just before it: the lock serialises them.
     assert all(later.previous == earlier.version for earlier, later in itertools.pairwise(history))
+
+
+def test_prune_keeps_versions_a_release_pins_and_a_pinned_version_stays_readable(store: IndexStore) -> None:
+    _three(store)
+    publish(store, [passage("a.md", "Version 4.")])
+    assert store.prune(keep=1, pinned={1}) == [2]
+    assert store.versions() == [1, 3, 4]
+    assert store.snapshot(1).version == 1 and store.snapshot(None).version == 4
+    with pytest.raises(NotReady):
+        store.snapshot(2)

@@ -47,6 +47,8 @@ __all__ = ["GenerateStage"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "answer"
+PROMPT_VARIABLES = ("passages", "question")
+"""What generation fills in every template: a pinned template must declare exactly these."""
 RELEVANCE_RATIO = 0.75
 """A generated answer stands alone only if it contains at least this share of what the best passage sentence does."""
 

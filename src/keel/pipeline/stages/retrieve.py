@@ -51,7 +51,10 @@ class RetrieveStage:
         snapshot = await asyncio.to_thread(self._index.snapshot, ctx.app.pins.index)
         ctx.index_version = snapshot.version
         try:
-            vector = await asyncio.to_thread(self._embedder.embed_one, ctx.question)
+            # A shadow copy carries its live request's query vector: the same question needs no second embedding.
+            vector = ctx.query_vector
+            if vector is None:
+                vector = await asyncio.to_thread(self._embedder.embed_one, ctx.question)
         except Exception as exc:  # degrade to lexical-only search rather than fail
             log.warning("query embedding failed: %s", type(exc).__name__)
             vector = None
