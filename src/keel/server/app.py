@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from keel import __version__
 from keel.runtime import Runtime
+from keel.server.console.routes import install_console
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from keel.server.routes import admin, ask, chat, feedback, handoffs, health, metrics, models, releases, traces
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     install_error_handlers(app)
     for module in (health, metrics, ask, chat, models, traces, feedback, handoffs, admin, releases):
         app.include_router(module.router)
+    install_console(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

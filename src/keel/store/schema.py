@@ -201,4 +201,15 @@ MIGRATIONS: list[list[str]] = [
             last_error_at REAL
         )""",
     ],
+    # 8: web console sessions (an API key signs in; the session names the key and is checked on every page)
+    [
+        """CREATE TABLE console_sessions (
+            session_hash TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX console_sessions_expiry ON console_sessions(expires_at)",
+    ],
 ]

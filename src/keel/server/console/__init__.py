@@ -1,0 +1,1 @@
+"""The web console: server-rendered pages over the service's records, signed in with an API key."""
