@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +88,18 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         _print_state(state, registry, contract.app(state.app))
 
 
-def _start(ctx: click.Context, stage: str, candidate: str, app: str, share: float, actor: str | None) -> None:
+def _change(ctx: click.Context, app: str, change: Callable[[Any], Any]) -> None:
+    """Apply ``change(registry)`` (one audited state change) and print the app's releases after it."""
     project, db, audit, registry = _registry(ctx)
     try:
-        state = registry.start(app, candidate, stage=stage, share=share, actor=_actor(actor))
-        _print_state(state, registry, project.contract.app(app))
+        _print_state(change(registry), registry, project.contract.app(app))
     finally:
         audit.close()
         db.close()
+
+
+def _start(ctx: click.Context, stage: str, candidate: str, app: str, share: float, actor: str | None) -> None:
+    _change(ctx, app, lambda r: r.start(app, candidate, stage=stage, share=share, actor=_actor(actor)))
 
 
 @command.command("shadow")
@@ -129,13 +134,7 @@ def canary(ctx: click.Context, candidate: str, app: str, share: float, actor: st
 @handle_errors
 def abort(ctx: click.Context, app: str, reason: str, actor: str | None) -> None:
     """End APP's shadow or canary without promoting it."""
-    project, db, audit, registry = _registry(ctx)
-    try:
-        state = registry.stop(app, actor=_actor(actor), reason=reason)
-        _print_state(state, registry, project.contract.app(app))
-    finally:
-        audit.close()
-        db.close()
+    _change(ctx, app, lambda r: r.stop(app, actor=_actor(actor), reason=reason))
 
 
 @command.command("rollback")
@@ -146,13 +145,7 @@ def abort(ctx: click.Context, app: str, reason: str, actor: str | None) -> None:
 @handle_errors
 def rollback(ctx: click.Context, app: str, reason: str, actor: str | None) -> None:
     """Restore the release that served APP before the current one, in one step."""
-    project, db, audit, registry = _registry(ctx)
-    try:
-        state = registry.rollback(app, actor=_actor(actor), reason=reason)
-        _print_state(state, registry, project.contract.app(app))
-    finally:
-        audit.close()
-        db.close()
+    _change(ctx, app, lambda r: r.rollback(app, actor=_actor(actor), reason=reason))
 
 
 @command.command("promote")
