@@ -515,6 +515,9 @@ class AppPins(_Model):
     model: str | None = Field(None, description="A model from `models` that serves every request (no routing).")
     prompt: str | None = Field(None, description="Prompt template as 'id@version', e.g. 'answer@1'.")
     index: int | None = Field(None, ge=1, description="An index version; default: the active one.")
+    order: list[str] | None = Field(
+        None, description="Models from cheapest to largest for this app; default: `routing.order`."
+    )
 
 
 class Release(_Model):
@@ -525,13 +528,16 @@ class Release(_Model):
     model: str | None = Field(None, description="A model from `models`; default: cheap-first routing.")
     prompt: str = Field("answer", description="Prompt template as 'id@version' (or 'id' for its newest version).")
     index: int | None = Field(None, ge=1, description="An index version; default: the active one.")
+    order: list[str] | None = Field(
+        None, description="Its routing: models from cheapest to largest; default: `routing.order`."
+    )
 
     _name = field_validator("name")(_check_name)
 
     @property
     def pins(self) -> AppPins:
         """The release as an app's pins."""
-        return AppPins(model=self.model, prompt=self.prompt, index=self.index)
+        return AppPins(model=self.model, prompt=self.prompt, index=self.index, order=self.order)
 
 
 class CanaryPolicy(_Model):
@@ -697,6 +703,15 @@ class Contract(_Model):
                 problems.append(
                     (("releases", index, "model"), f"{release.model!r} is not one of the models {model_names}")
                 )
+            for position, name in enumerate(release.order or []):
+                if name not in model_names:
+                    where = ("releases", index, "order", position)
+                    problems.append((where, f"{name!r} is not one of the models {model_names}"))
+        for index, app in enumerate(self.apps):
+            for position, name in enumerate(app.pins.order or []):
+                if name not in model_names:
+                    where = ("apps", index, "pins", "order", position)
+                    problems.append((where, f"{name!r} is not one of the models {model_names}"))
         for index, app in enumerate(self.apps):
             if app.release is None:
                 continue

@@ -49,7 +49,8 @@ def plan_route(
     apps without retrieval, which only language models can serve.
     """
     plan = RoutePlan()
-    order = contract.routing_order
+    # A release (or the app) may route over its own list of models, cheapest first.
+    order = [contract.model(n) for n in app.pins.order] if app.pins.order else contract.routing_order
     if not app.retrieval:
         order = [m for m in order if m.provider != "extractive"]
     if requested is not None:

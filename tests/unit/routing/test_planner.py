@@ -105,3 +105,19 @@ def test_slow_models_are_skipped_unless_nothing_else_is_left() -> None:
 
     assert names(plan(question="Why do we rotate keys every month?", health=slow)) == ["extractive"]
     assert names(plan(app="chat", health=slow)) == ["small", "big"]
+
+
+def test_an_app_or_release_routes_over_its_own_model_order() -> None:
+    contract = parse_contract(
+        """
+cost: {max_usd_per_request: 0.01}
+models:
+  - {name: big, provider: openai_compatible, base_url: "http://127.0.0.1:1/v1", tier: large,
+     price: {input_per_mtok: 2.0, output_per_mtok: 6.0}}
+  - {name: extractive, provider: extractive, tier: extractive}
+  - {name: small, tier: small, price: {input_per_mtok: 0.1, output_per_mtok: 0.2}}
+apps:
+  - {name: default, pins: {order: [extractive, big]}}
+"""
+    )
+    assert names(plan(contract)) == ["extractive", "big"], "small is not in this app's routing"
