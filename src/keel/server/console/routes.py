@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from keel.errors import AuthError
-from keel.server.console import evals_page, handoffs_page, releases_page, sources_page
+from keel.server.console import evals_page, handoffs_page, releases_page, requests_page, sources_page
 from keel.server.console.charts import bar_chart, line_chart, meter
 from keel.server.console.overview import tenant_overview
 from keel.server.console.sessions import COOKIE, SESSION_TTL_S
@@ -24,7 +24,7 @@ from keel.server.deps import runtime_of
 
 __all__ = ["PAGES", "install_console", "router"]
 
-PAGES: list[Any] = [evals_page, sources_page, handoffs_page, releases_page]
+PAGES: list[Any] = [evals_page, sources_page, handoffs_page, releases_page, requests_page]
 """Page modules, each with a ``router`` (requests, evaluations, releases, sources, hand-offs)."""
 
 router = APIRouter(prefix="/console", include_in_schema=False)
