@@ -705,13 +705,14 @@ class Contract(_Model):
                 )
             for position, name in enumerate(release.order or []):
                 if name not in model_names:
-                    where = ("releases", index, "order", position)
-                    problems.append((where, f"{name!r} is not one of the models {model_names}"))
+                    problems.append(
+                        (("releases", index, "order", position), f"{name!r} is not one of the models {model_names}")
+                    )
         for index, app in enumerate(self.apps):
             for position, name in enumerate(app.pins.order or []):
                 if name not in model_names:
-                    where = ("apps", index, "pins", "order", position)
-                    problems.append((where, f"{name!r} is not one of the models {model_names}"))
+                    location: tuple[str | int, ...] = ("apps", index, "pins", "order", position)
+                    problems.append((location, f"{name!r} is not one of the models {model_names}"))
         for index, app in enumerate(self.apps):
             if app.release is None:
                 continue

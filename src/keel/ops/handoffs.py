@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from keel.audit import AuditEvent, AuditLog
 from keel.errors import InvalidRequest, NotFound
+from keel.identity import Principal
 from keel.store import Database
 
-__all__ = ["Handoff", "HandoffStore"]
+__all__ = ["Handoff", "HandoffStore", "answer_handoff", "close_handoff"]
 
 Status = Literal["open", "answered", "closed"]
 
@@ -153,4 +155,30 @@ def _from_row(row: Any) -> Handoff:
         answer=row["answer"],
         handled_by=row["handled_by"],
         handled_at=row["handled_at"],
+    )
+
+
+def answer_handoff(store: HandoffStore, audit: AuditLog, principal: Principal, handoff_id: str, text: str) -> Handoff:
+    """Record ``principal``'s answer to a hand-off of their tenant, audited (``handoff.answer``)."""
+    handoff = store.answer(handoff_id, tenant=principal.tenant, reviewer=principal.id, answer=text)
+    _audit(audit, principal, handoff, "handoff.answer")
+    return handoff
+
+
+def close_handoff(store: HandoffStore, audit: AuditLog, principal: Principal, handoff_id: str) -> Handoff:
+    """Close a hand-off of ``principal``'s tenant, audited (``handoff.close``)."""
+    handoff = store.close(handoff_id, tenant=principal.tenant, reviewer=principal.id)
+    _audit(audit, principal, handoff, "handoff.close")
+    return handoff
+
+
+def _audit(audit: AuditLog, principal: Principal, handoff: Handoff, action: str) -> None:
+    audit.record_now(
+        AuditEvent(
+            action=action,
+            actor=principal.id,
+            tenant=principal.tenant,
+            subject=handoff.handoff_id,
+            data={"request_id": handoff.request_id, "status": handoff.status},
+        )
     )

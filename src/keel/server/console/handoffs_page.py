@@ -16,48 +16,21 @@ from typing import Literal, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from keel.audit import AuditEvent, AuditLog
 from keel.durations import format_age
 from keel.errors import InvalidRequest
 from keel.identity import Principal
-from keel.ops.handoffs import Handoff, HandoffStore
+from keel.ops.handoffs import answer_handoff, close_handoff
 from keel.server.console.sessions import ConsoleSession
 from keel.server.console.web import SignInRequired, form_session, page_session, redirect, render
 from keel.server.deps import runtime_of
 
-__all__ = ["STATUSES", "answer_handoff", "close_handoff", "router"]
+__all__ = ["STATUSES", "router"]
 
 Status = Literal["open", "answered", "closed"]
 STATUSES: tuple[str, ...] = ("open", "answered", "closed", "all")
 """The status filter's choices (``all``: no filter)."""
 
 router = APIRouter(prefix="/console/handoffs", include_in_schema=False)
-
-
-def answer_handoff(store: HandoffStore, audit: AuditLog, principal: Principal, handoff_id: str, text: str) -> Handoff:
-    """Record ``principal``'s answer to a hand-off of their tenant, audited."""
-    handoff = store.answer(handoff_id, tenant=principal.tenant, reviewer=principal.id, answer=text)
-    _audit(audit, principal, handoff, "handoff.answer")
-    return handoff
-
-
-def close_handoff(store: HandoffStore, audit: AuditLog, principal: Principal, handoff_id: str) -> Handoff:
-    """Close a hand-off of ``principal``'s tenant, audited."""
-    handoff = store.close(handoff_id, tenant=principal.tenant, reviewer=principal.id)
-    _audit(audit, principal, handoff, "handoff.close")
-    return handoff
-
-
-def _audit(audit: AuditLog, principal: Principal, handoff: Handoff, action: str) -> None:
-    audit.record_now(
-        AuditEvent(
-            action=action,
-            actor=principal.id,
-            tenant=principal.tenant,
-            subject=handoff.handoff_id,
-            data={"request_id": handoff.request_id, "status": handoff.status},
-        )
-    )
 
 
 def _handler(request: Request, session: ConsoleSession) -> Principal:

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Query, Request
 
 from keel.errors import ForbiddenError, NotFound
 from keel.identity import Principal
+from keel.ops.handoffs import answer_handoff as audited_answer
+from keel.ops.handoffs import close_handoff as audited_close
 from keel.server.deps import principal_of, runtime_of
 from keel.server.schemas import ErrorEnvelope, HandoffAnswer
 
@@ -62,21 +64,21 @@ async def get_handoff(handoff_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/handoffs/{handoff_id}/answer", responses=_ERRORS, summary="Answer a hand-off (reviewer)")
 async def answer_handoff(handoff_id: str, body: HandoffAnswer, request: Request) -> dict[str, Any]:
-    """Record the answer; the asker sees it in their hand-offs."""
+    """Record the answer (audited); the asker sees it in their hand-offs."""
     principal = _reviewer(request)
-    store = runtime_of(request).handoffs
+    runtime = runtime_of(request)
     handoff = await asyncio.to_thread(
-        store.answer, handoff_id, tenant=principal.tenant, reviewer=principal.id, answer=body.answer
+        audited_answer, runtime.handoffs, runtime.audit, principal, handoff_id, body.answer
     )
     return handoff.to_dict()
 
 
 @router.post("/v1/handoffs/{handoff_id}/close", responses=_ERRORS, summary="Close a hand-off (reviewer)")
 async def close_handoff(handoff_id: str, request: Request) -> dict[str, Any]:
-    """Close it, answered or not."""
+    """Close it, answered or not (audited)."""
     principal = _reviewer(request)
-    store = runtime_of(request).handoffs
-    handoff = await asyncio.to_thread(store.close, handoff_id, tenant=principal.tenant, reviewer=principal.id)
+    runtime = runtime_of(request)
+    handoff = await asyncio.to_thread(audited_close, runtime.handoffs, runtime.audit, principal, handoff_id)
     return handoff.to_dict()
 
 
