@@ -17,6 +17,10 @@ __all__ = ["bar_chart", "line_chart", "meter", "waterfall"]
 def _fmt(value: float) -> str:
     if value == 0:
         return "0"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:,.0f}k"
+    if abs(value) >= 1000:
+        return f"{value / 1000:.1f}k"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 1:
@@ -35,7 +39,7 @@ def line_chart(
 ) -> str:
     """A line over time (oldest first); gaps for missing points; an optional dashed target line."""
     values = [v for v in series if v is not None and math.isfinite(v)]
-    top = max([*values, target or 0.0, 1e-9]) * 1.1
+    top = max([*values, target or 0.0]) * 1.1 or 1.0
     pad_l, pad_b, pad_t = 48, 18, 8
     inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     step = inner_w / max(1, len(series) - 1)

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from keel.errors import AuthError
+from keel.ops.anomaly import detect_anomalies
 from keel.server.console import evals_page, handoffs_page, releases_page, requests_page, sources_page
 from keel.server.console.charts import bar_chart, line_chart, meter
 from keel.server.console.overview import tenant_overview
@@ -97,12 +98,15 @@ async def overview(request: Request) -> Response:
     data = await asyncio.to_thread(
         tenant_overview, runtime.db, runtime.contract, runtime.ledger, tenant=session.principal.tenant
     )
+    # Anomalies are service-wide signals (latency, cost, tokens, refusals): shown to admins only.
+    anomalies = await asyncio.to_thread(detect_anomalies, runtime.db) if session.principal.is_admin else []
     return render(
         request,
         "overview.html",
         session=session,
         title="Overview",
         o=data,
+        anomalies=anomalies,
         line_chart=line_chart,
         bar_chart=bar_chart,
         meter=meter,
