@@ -5,6 +5,7 @@ failing (keel sources, /readyz, /metrics) and its documents keep being served.""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -63,10 +64,24 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+def backdate(root: Path, source: str, *, hours: float) -> None:
+    """Make ``source``'s last ingest ``hours`` old, as if time had passed (no sleeping on a loaded machine)."""
+    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    try:
+        with conn:
+            conn.execute(
+                "UPDATE source_freshness SET last_attempt_at = last_attempt_at - ?,"
+                " last_success_at = last_success_at - ? WHERE source = ?",
+                (hours * 3600, hours * 3600, source),
+            )
+    finally:
+        conn.close()
+
+
 DUE_CONTRACT = """
 sources:
   - {name: all-staff, path: all-staff, owner: comms@example.com, groups: [everyone], refresh: 7d}
-  - {name: hr, path: hr, owner: people@example.com, groups: [hr], refresh: 3s}
+  - {name: hr, path: hr, owner: people@example.com, groups: [hr], refresh: 1h}
 """
 
 
@@ -75,7 +90,7 @@ def test_ingest_due_ingests_only_the_due_source_and_keeps_the_others(tmp_path: P
     first = small_project(root, embedder, folders=["all-staff", "hr"], contract=DUE_CONTRACT)
     counts = by_source(root)
     assert set(counts) == {"all-staff", "hr"}
-    time.sleep(3.2)  # hr (refresh: 3s) is now due, all-staff (7d) is not
+    backdate(root, "hr", hours=2)  # hr (refresh: 1h) is now due, all-staff (7d) is not
     edit(root / "docs" / BANDS, "Senior Software Engineer", "Senior Software Engineer (revised)")
     edit(root / "docs" / LEAVE, "27 days", "29 days")
 
@@ -98,7 +113,7 @@ def test_ingest_due_ingests_only_the_due_source_and_keeps_the_others(tmp_path: P
         "hr": ("fresh", "people@example.com", counts["hr"]),
     }
 
-    time.sleep(3.2)
+    backdate(root, "hr", hours=2)
     make_unreadable(root / "docs" / "hr")
     try:
         failed = keel(root, "ingest", "--due", "--json")
