@@ -446,3 +446,36 @@ def test_a_refused_promotion_shows_the_regressions_and_can_be_forced_with_a_reas
     forced = _audit(console, "release.promote")[-1]["data"]["forced"]
     assert forced["reason"] == "known gap, fixed next week"
     assert forced["overrode"] and forced["overrode"][0].startswith("threshold: retrieval.mrr")
+
+
+@pytest.mark.parametrize(
+    ("path", "heading", "name"),
+    [
+        ("/console/evals", "Evaluations", "evals"),
+        ("/console/sources", "Sources", "sources"),
+        ("/console/handoffs", "Hand-offs", "handoffs"),
+        ("/console/requests", "Requests", "requests-admin"),
+    ],
+)
+def test_every_page_renders_for_an_admin_and_fits_a_phone_screen(
+    browser: Browser, console: Console, asked: dict[str, str], path: str, heading: str, name: str
+) -> None:
+    for viewport, suffix in (({"width": 1280, "height": 900}, ""), ({"width": 390, "height": 844}, "-phone")):
+        context = browser.new_context(base_url=console.server.url, viewport=viewport)
+        context.set_default_timeout(30_000)
+        try:
+            page = context.new_page()
+            sign_in(page, console.keys["ada.admin"], next_path=path)
+            expect(page).to_have_url(re.compile(re.escape(path) + r"(\?.*)?$"))
+            expect(page.get_by_role("heading", level=1, name=re.compile("^" + heading))).to_be_visible()
+            # Nothing but the scrolling tables may be wider than the screen.
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, f"{path} is {overflow}px wider than a {viewport['width']}px screen"
+            unlabelled = page.evaluate(
+                "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+                ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).length"
+            )
+            assert unlabelled == 0, f"{path} has {unlabelled} form field(s) without a label"
+            shot(page, name + suffix)
+        finally:
+            context.close()
