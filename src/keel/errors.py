@@ -15,6 +15,7 @@ The HTTP layer renders every :class:`ServiceError` as
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 __all__ = [
@@ -35,12 +36,14 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "NotReady",
+    "Overloaded",
     "PayloadTooLarge",
     "PolicyViolation",
     "PromptError",
     "PromptRenderError",
     "RateLimited",
     "ServiceError",
+    "ShuttingDown",
     "SuiteError",
     "UnknownApp",
     "UnknownModel",
@@ -52,6 +55,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "all_error_codes",
+    "retry_after_header",
 ]
 
 
@@ -322,11 +326,48 @@ class CircuitOpen(UpstreamError):
     http_status = 503
 
 
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """A ``Retry-After`` header of whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
 class ModelBusy(UpstreamError):
-    """The model's queue is full, or a request waited longer than the queue-time limit."""
+    """The model's queue is full, or a request waited longer than the queue-time limit.
+
+    ``retry_after`` seconds is the limiter's estimate of when a slot frees; it is sent as ``Retry-After``.
+    """
 
     code = "model_busy"
     http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message, headers=retry_after_header(retry_after))
+        self.retry_after = retry_after
+
+
+class Overloaded(ServiceError):
+    """The replica is at its in-flight limit and the wait would break the latency target: shed at once.
+
+    ``retry_after`` seconds is the estimated queue time from the recent service time; it is sent as ``Retry-After``.
+    """
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, headers=retry_after_header(retry_after))
+        self.retry_after = retry_after
+
+
+class ShuttingDown(ServiceError):
+    """The replica is draining before it stops; retry, and the load balancer sends the request elsewhere."""
+
+    code = "shutting_down"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message, headers=retry_after_header(retry_after))
+        self.retry_after = retry_after
 
 
 class InternalError(ServiceError):

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     access_log: bool = Field(False, description="Log one line per HTTP request.")
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long requests in flight may take to finish before the server stops anyway.",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis for state shared by replicas (rate_limits.backend: redis), e.g. redis://127.0.0.1:6379/0.",

@@ -15,11 +15,12 @@ __all__ = ["command"]
 @click.pass_context
 @handle_errors
 def command(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Serve the API on HOST:PORT until interrupted."""
+    """Serve the API on HOST:PORT until interrupted; SIGTERM drains requests in flight first."""
     import uvicorn
 
     from keel.project import Project
     from keel.server import create_app
+    from keel.server.serving import DrainingServer
 
     settings = settings_from(ctx, host=host, port=port)
     Project.open(settings)  # fail fast, with the contract's errors, before binding
@@ -31,6 +32,6 @@ def command(ctx: click.Context, host: str | None, port: int | None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, admission=app.state.admission, grace_s=settings.shutdown_grace_s).run()

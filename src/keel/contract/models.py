@@ -52,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "RolloutSettings",
     "RoutingSettings",
+    "ServerSettings",
     "ShadowPolicy",
     "SloSettings",
     "Source",
@@ -642,6 +643,22 @@ class AccessSettings(_Model):
     )
 
 
+class ServerSettings(_Model):
+    """Back-pressure for one replica: how much work it takes on before it sheds load."""
+
+    max_in_flight: int = Field(
+        64, ge=1, le=100_000, description="Requests to /v1/ask and /v1/chat/completions in the pipeline at once."
+    )
+    max_queue: int = Field(
+        64, ge=0, description="Requests allowed to wait for a slot; beyond that they are shed with 503 overloaded."
+    )
+    max_queue_ms: int | None = Field(
+        None,
+        gt=0,
+        description="Longest expected or actual wait for a slot before a request is shed; default slo.p95_latency_ms.",
+    )
+
+
 class Contract(_Model):
     """The whole production contract."""
 
@@ -671,6 +688,7 @@ class Contract(_Model):
     ingest: IngestSettings = IngestSettings()
     releases: list[Release] = Field(default_factory=list, description="Named releases apps can be promoted to.")
     rollout: RolloutSettings = RolloutSettings()
+    server: ServerSettings = ServerSettings()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, as ``(field location, message)``."""

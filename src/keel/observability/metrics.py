@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,7 +33,7 @@ from keel.pipeline.context import RequestContext
 from keel.routing.budgets import BudgetGuard
 from keel.store import Database
 
-__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE", "AdmissionState", "ServiceMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER = "other"
@@ -41,6 +42,7 @@ STAGES = frozenset({"identity", "rate_limit", "guard_in", "retrieve", "route", "
 CACHE_OUTCOMES = frozenset({"off", "miss", "exact", "semantic"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BREAKER_STATES = ("closed", "open", "half_open")
+SHED_REASONS = frozenset({"overloaded", "shutting_down", "model_busy"})
 ANOMALY_REFRESH_S = 60.0
 FORECAST_REFRESH_S = 30.0
 
@@ -62,6 +64,31 @@ class _Live:
     budgets: BudgetGuard
     db: Database
     clock: Callable[[], float]
+
+
+class AdmissionState(Protocol):
+    """The replica's admission counts (``keel.server.admission.Admission``)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class _AdmissionCollector(Collector):
+    """The replica's in-flight and queued requests, read at scrape time."""
+
+    def __init__(self, state: AdmissionState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "keel_inflight_requests", "Requests to the request endpoints running now.", value=self._state.in_flight
+        )
+        yield GaugeMetricFamily(
+            "keel_queued_requests", "Requests to the request endpoints waiting for a slot.", value=self._state.queued
+        )
 
 
 class _LiveCollector(Collector):
@@ -239,6 +266,13 @@ class ServiceMetrics:
         self.cache = Counter("keel_cache_lookups", "Answer-cache outcomes.", ["app", "outcome"], registry=r)
         self.guards = Counter("keel_guard_verdicts", "Guard verdicts.", ["guard", "verdict"], registry=r)
         self.degraded = Counter("keel_degraded_requests", "Requests served in a limited mode.", ["app"], registry=r)
+        self.shed = Counter(
+            "keel_shed_requests", "Requests refused to protect latency, by reason.", ["reason"], registry=r
+        )
+        self._shed_reason = _Vocabulary(SHED_REASONS)
+        for reason in sorted(SHED_REASONS):
+            self.shed.labels(reason)
+        self._admission: _AdmissionCollector | None = None
         r.register(_LiveCollector(_Live(contract=contract, models=models, budgets=budgets, db=db, clock=clock)))
 
     def observe(self, ctx: RequestContext, status: int) -> None:
@@ -270,6 +304,19 @@ class ServiceMetrics:
             ).inc()
         if ctx.degraded:
             self.degraded.labels(app).inc()
+        if error == "model_busy":
+            self.record_shed("model_busy")
+
+    def record_shed(self, reason: str) -> None:
+        """Count one request shed (``overloaded``, ``shutting_down`` or ``model_busy``)."""
+        self.shed.labels(self._shed_reason(reason)).inc()
+
+    def watch_admission(self, state: AdmissionState) -> None:
+        """Expose the replica's in-flight and queued requests as gauges (replacing an earlier app's)."""
+        if self._admission is not None:
+            self.registry.unregister(self._admission)
+        self._admission = _AdmissionCollector(state)
+        self.registry.register(self._admission)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -1,8 +1,10 @@
 """The ASGI application factory.
 
 ``create_app(settings)`` has no side effects until the server starts: the lifespan
-opens the project, builds the :class:`~keel.runtime.Runtime` and warms it up, and
-closes it (flushing traces) on shutdown.
+opens the project, builds the :class:`~keel.runtime.Runtime` and warms it up, applies
+the contract's admission limits (``server``), and closes it (flushing traces) on shutdown.
+``app.state.admission`` is the replica's :class:`~keel.server.admission.Admission`:
+``keel serve`` drains it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from fastapi import FastAPI
 
 from keel import __version__
 from keel.runtime import Runtime
+from keel.server.admission import Admission
 from keel.server.console.routes import install_console
 from keel.server.errors import install_error_handlers
-from keel.server.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from keel.server.middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from keel.server.routes import admin, ask, chat, feedback, handoffs, health, metrics, models, releases, traces
 from keel.settings import Settings
 
@@ -27,12 +30,21 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
     """The Keel HTTP app for ``settings`` (or around an existing ``runtime``)."""
+    admission = Admission()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         live = runtime or Runtime.from_settings(settings)
         await live.warm_up()
+        limits = live.contract.server
+        admission.configure(
+            max_in_flight=limits.max_in_flight,
+            max_queue=limits.max_queue,
+            max_queue_s=(limits.max_queue_ms or live.contract.slo.p95_latency_ms) / 1000.0,
+            on_shed=live.metrics.record_shed,
+        )
+        live.metrics.watch_admission(admission)
         app.state.runtime = live
         background = [
             asyncio.create_task(live.watch.run(live.contract.slo.check_interval_s)),
@@ -62,10 +74,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.runtime = None
+    app.state.admission = admission
     install_error_handlers(app)
     for module in (health, metrics, ask, chat, models, traces, feedback, handoffs, admin, releases):
         app.include_router(module.router)
     install_console(app)
+    app.add_middleware(AdmissionMiddleware, admission=admission)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids and the body size limit.
+"""Pure-ASGI middleware: request ids, the body size limit and admission (back-pressure).
 
 Written against ASGI directly (not ``BaseHTTPMiddleware``) so that streaming
 responses pass through untouched and each request costs a few function calls.
@@ -12,25 +12,34 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.errors import PayloadTooLarge
+from keel.errors import PayloadTooLarge, ServiceError
+from keel.server.admission import Admission
 
-__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
+__all__ = ["ADMITTED_PATHS", "AdmissionMiddleware", "BodyLimitMiddleware", "RequestIdMiddleware"]
+
+ADMITTED_PATHS = frozenset({"/v1/ask", "/v1/chat/completions"})
+"""The request endpoints that go through admission; health, readiness and metrics never wait or are shed."""
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-def _envelope(status: int, code: str, message: str, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _envelope(
+    status: int, code: str, message: str, request_id: str, extra: dict[str, str] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (extra or {}).items()),
     ]
     return status, headers, body
 
 
-async def _send_envelope(send: Send, status: int, code: str, message: str, request_id: str) -> None:
-    status, headers, body = _envelope(status, code, message, request_id)
+async def _send_envelope(
+    send: Send, status: int, code: str, message: str, request_id: str, extra: dict[str, str] | None = None
+) -> None:
+    status, headers, body = _envelope(status, code, message, request_id, extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -119,3 +128,27 @@ class BodyLimitMiddleware:
         except PayloadTooLarge:
             if not started:
                 await _send_envelope(send, 413, "payload_too_large", message, rid)
+
+
+class AdmissionMiddleware:
+    """Bounds the request endpoints' in-flight work: queues, sheds (503 with Retry-After) or refuses while draining."""
+
+    def __init__(self, app: ASGIApp, *, admission: Admission, paths: frozenset[str] = ADMITTED_PATHS) -> None:
+        self.app = app
+        self.admission = admission
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            admitted_at = await self.admission.enter()
+        except ServiceError as exc:
+            rid = str(scope.get("state", {}).get("request_id", ""))
+            await _send_envelope(send, exc.http_status, exc.code, exc.message, rid, exc.headers)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave(admitted_at)

@@ -56,3 +56,22 @@ def test_waiting_longer_than_the_queue_limit_fails() -> None:
         await first
 
     asyncio.run(run())
+
+
+def test_model_busy_carries_retry_after_from_the_recent_hold_time() -> None:
+    now = [0.0]
+    limiter = ConcurrencyLimiter(max_concurrency=2, max_queue=0, queue_timeout_s=5, clock=lambda: now[0])
+    assert limiter.retry_after_s() == 1.0  # no call seen yet
+
+    async def run() -> ModelBusy:
+        await limiter.acquire("m")
+        limiter.release(held_s=3.0)
+        await limiter.acquire("m")
+        await limiter.acquire("m")
+        with pytest.raises(ModelBusy) as caught:
+            await limiter.acquire("m")
+        return caught.value
+
+    busy = asyncio.run(run())
+    assert busy.retry_after == pytest.approx(1.5)  # 3 s per call, one call ahead of two slots
+    assert busy.headers == {"Retry-After": "2"}

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from keel.contract import Contract, ModelSpec
-from keel.errors import UpstreamError
+from keel.errors import ModelBusy, ModelUnavailable, UpstreamError
 from keel.models import ChatMessage, GenerationRequest, StreamDelta
 from keel.models.extractive import SentenceScorer, extract_answer
 from keel.models.registry import ModelRegistry, cost_usd, estimate_cost_usd
@@ -82,10 +82,11 @@ class GenerateStage:
         """Fill ``ctx.answer``, ``ctx.citations``, ``ctx.usage`` and ``ctx.cost_usd`` (or set a fallback mode)."""
         assert ctx.route is not None
         attempts: list[dict[str, object]] = []
+        busy: list[ModelBusy] = []
         served = False
         for name in ctx.route.candidates:
             spec = self._contract.model(name)
-            outcome = await self._attempt(ctx, spec)
+            outcome = await self._attempt(ctx, spec, busy)
             attempts.append({"model": name, "outcome": outcome})
             if outcome == "ok":
                 ctx.model = name
@@ -99,13 +100,19 @@ class GenerateStage:
         if not served:
             ctx.model = None
             why = "; ".join(f"{a['model']}: {a['outcome']}" for a in attempts)
-            step = apply_fallback(ctx, self._contract.routing.fallback, why)
+            try:
+                step = apply_fallback(ctx, self._contract.routing.fallback, why)
+            except ModelUnavailable:
+                if busy and len(busy) == len(attempts):
+                    # Every model is at capacity: a load-shedding answer the caller can retry, with Retry-After.
+                    raise min(busy, key=lambda e: e.retry_after) from None
+                raise
             span.decide(step, attempts=attempts, reason=why)
             return
         span.set(attempts=attempts)
 
-    async def _attempt(self, ctx: RequestContext, spec: ModelSpec) -> str:
-        """Try one model; returns ``ok`` or the failure's reason."""
+    async def _attempt(self, ctx: RequestContext, spec: ModelSpec, busy: list[ModelBusy]) -> str:
+        """Try one model; returns ``ok`` or the failure's reason (a :class:`ModelBusy` is also kept in ``busy``)."""
         assert ctx.principal is not None
         messages = self._messages(ctx)
         if not spec.is_trusted and self._contract.policy.pii.redact_for_external_models:
@@ -147,6 +154,8 @@ class GenerateStage:
                 call.decision = "ok"
         except UpstreamError as exc:
             log.warning("model %s failed for %s: %s", spec.name, ctx.request_id, exc.code)
+            if isinstance(exc, ModelBusy):
+                busy.append(exc)
             ctx.degraded.append(Degradation(component=f"model:{spec.name}", reason=exc.message))
             return exc.code
         finally:

@@ -18,7 +18,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness, per component")
 async def readyz(request: Request) -> JSONResponse:
-    """200 when store, index, embedder and every model are ready; 503 otherwise."""
+    """200 when store, index, embedder and every model are ready; 503 otherwise, and at once while draining."""
+    admission = getattr(request.app.state, "admission", None)
+    if admission is not None and admission.draining:
+        return JSONResponse({"status": "shutting_down", "components": {}}, status_code=503)
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         return JSONResponse({"status": "starting", "components": {}}, status_code=503)
