@@ -5,6 +5,11 @@ be found and named in listings; only the SHA-256 of the 256-bit random secret is
 stored, and it is compared in constant time. Rotation issues a new key for the same
 principal and lets the old one work for a grace period, so clients can switch
 without downtime.
+
+Keys that authenticated are remembered for :data:`CACHE_TTL_S` so that a busy key is
+not read from the database on every request (:meth:`KeyStore.cached`): a revocation,
+rotation or expiry made by another process takes effect within that time, and one made
+through this store at once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from keel.store import Database
 __all__ = ["ApiKeyRecord", "CreatedKey", "KeyStore"]
 
 _PREFIX = "keel_"
+CACHE_TTL_S = 1.0
+"""How long a successful key check is reused: the longest a revocation elsewhere goes unseen."""
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +88,8 @@ class KeyStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cache: dict[str, tuple[str, ApiKeyRecord, float]] = {}
+        """key id -> (secret hash, record, monotonic time the entry ends)."""
 
     def create(
         self,
@@ -149,6 +159,7 @@ class KeyStore:
     def authenticate(self, presented: str) -> Principal:
         """The principal of a presented key; raises :class:`AuthError` if it is not valid."""
         key_id, secret = _split(presented)
+        read_at = time.monotonic()
         row = self._db.connection().execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
         if row is None or not hmac.compare_digest(row["secret_hash"], _hash(secret)):
             raise AuthError("The API key is not valid.", code_detail="invalid_api_key")
@@ -159,6 +170,29 @@ class KeyStore:
         if state == "expired":
             hint = " It was rotated: use its replacement." if record.rotated_to else ""
             raise AuthError("The API key has expired." + hint, code_detail="expired_api_key")
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[key_id] = (row["secret_hash"], record, read_at + CACHE_TTL_S)
+        return record.principal
+
+    def cached(self, presented: str) -> Principal | None:
+        """The principal of a key that passed :meth:`authenticate` less than :data:`CACHE_TTL_S` ago.
+
+        ``None`` when the key is not in the cache (or no longer active, or the secret does not
+        match): call :meth:`authenticate`, which gives the precise error. Never reads the database.
+        """
+        if not presented.startswith(_PREFIX):
+            return None
+        key_id, sep, secret = presented[len(_PREFIX) :].partition("_")
+        entry = self._cache.get(key_id)
+        if entry is None or not sep or not secret:
+            return None
+        secret_hash, record, until = entry
+        if time.monotonic() >= until or record.state() != "active":
+            self._cache.pop(key_id, None)
+            return None
+        if not hmac.compare_digest(secret_hash, _hash(secret)):
+            return None
         return record.principal
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
@@ -207,6 +241,7 @@ class KeyStore:
                 "UPDATE api_keys SET expires_at = ?, rotated_to = ? WHERE key_id = ?",
                 (ends, created.record.key_id, key_id),
             )
+        self._cache.pop(key_id, None)
         return created
 
     def revoke(self, key_id: str) -> bool:
@@ -217,6 +252,7 @@ class KeyStore:
             cursor = conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (time.time(), key_id)
             )
+        self._cache.pop(key_id, None)
         return cursor.rowcount == 1
 
 

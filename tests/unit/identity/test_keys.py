@@ -1,13 +1,15 @@
-"""API keys: shown once, stored hashed, revocable, never authenticating when wrong."""
+"""API keys: shown once, stored hashed, revocable, never authenticating when wrong; checks cached briefly."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from keel.errors import AuthError
 from keel.identity import KeyStore
+from keel.identity import keys as keys_module
 from keel.store import Database
 
 
@@ -67,3 +69,38 @@ def test_bad_names_and_roles_are_refused(store: KeyStore) -> None:
         store.create(principal_id="x", tenant="t", groups=["bad group"], roles=["user"])
     with pytest.raises(ValueError, match="principal"):
         store.create(principal_id="", tenant="t", groups=[], roles=["user"])
+
+
+def test_a_checked_key_is_reused_from_the_cache_without_the_database(store: KeyStore) -> None:
+    created = store.create(principal_id="hana", tenant="acme", groups=["hr"], roles=["user"])
+    assert store.cached(created.secret) is None  # never checked yet
+    principal = store.authenticate(created.secret)
+    assert store.cached(created.secret) == principal
+    assert store.cached(f"keel_{created.record.key_id}_not-the-secret") is None
+    assert store.cached("not-a-key") is None
+
+
+def test_a_revocation_or_rotation_through_the_store_empties_the_cache_at_once(store: KeyStore) -> None:
+    created = store.create(principal_id="hana", tenant="acme", groups=[], roles=["user"])
+    store.authenticate(created.secret)
+    store.revoke(created.record.key_id)
+    assert store.cached(created.secret) is None
+    other = store.create(principal_id="ken", tenant="acme", groups=[], roles=["user"])
+    store.authenticate(other.secret)
+    store.rotate(other.record.key_id, grace_s=0)
+    assert store.cached(other.secret) is None
+
+
+def test_a_revocation_by_another_process_is_honoured_within_the_cache_ttl(
+    store: KeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = store.create(principal_id="hana", tenant="acme", groups=[], roles=["user"])
+    store.authenticate(created.secret)
+    elsewhere = KeyStore(Database(tmp_path / "keel.db"))  # e.g. `keel keys revoke` in another process
+    assert elsewhere.revoke(created.record.key_id) is True
+    assert store.cached(created.secret) is not None  # still within CACHE_TTL_S of the last check
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + keys_module.CACHE_TTL_S)
+    assert store.cached(created.secret) is None
+    with pytest.raises(AuthError, match="revoked"):
+        store.authenticate(created.secret)

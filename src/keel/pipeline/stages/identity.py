@@ -32,7 +32,9 @@ class IdentityStage:
         elif not ctx.credential:
             raise AuthError("Missing credential: send the header 'Authorization: Bearer <key or token>'.")
         else:
-            ctx.principal = await asyncio.to_thread(self._auth.authenticate, ctx.credential)
+            ctx.principal = self._auth.cached(ctx.credential) or await asyncio.to_thread(
+                self._auth.authenticate, ctx.credential
+            )
             verdict = "authenticated"
         p = ctx.principal
         assert p is not None

@@ -6,7 +6,7 @@ import asyncio
 from typing import ClassVar
 
 from keel.errors import RateLimited
-from keel.ops.ratelimit import RateLimiter, Subject
+from keel.ops.ratelimit import MemoryRateLimiter, RateLimiter, Subject
 from keel.pipeline.context import RequestContext
 
 __all__ = ["RateLimitStage", "subject_of"]
@@ -36,7 +36,10 @@ class RateLimitStage:
         """Admit the request or raise :class:`RateLimited`."""
         subject = subject_of(ctx)
         estimate = DEFAULT_ESTIMATE_TOKENS if ctx.max_tokens is None else min(ctx.max_tokens * 2, 4000)
-        decision = await asyncio.to_thread(self._limiter.acquire, subject, tokens=estimate)
+        if isinstance(self._limiter, MemoryRateLimiter):  # a lock and arithmetic: no thread hop
+            decision = self._limiter.acquire(subject, tokens=estimate)
+        else:  # a network round trip (Redis)
+            decision = await asyncio.to_thread(self._limiter.acquire, subject, tokens=estimate)
         headers = decision.headers()
         ctx.current_span.decide(
             "allowed" if decision.allowed else "limited",
