@@ -57,7 +57,7 @@ from keel.releases.registry import ReleaseRegistry
 from keel.releases.shadow import ShadowRunner, wait_until_idle
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
-from keel.routing.budgets import BudgetGuard
+from keel.routing.budgets import BudgetGuard, budget_state
 from keel.routing.cache import AnswerCache
 from keel.settings import Settings
 from keel.store import Database
@@ -111,12 +111,17 @@ class Runtime:
         self.index = IndexStore(project.index_dir)
         self.embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
         self.models = ModelRegistry(
-            self.contract, project_root=project.root, secrets={k: v.get_secret_value() for k, v in secrets.items()}
+            self.contract,
+            project_root=project.root,
+            secrets={k: v.get_secret_value() for k, v in secrets.items()},
+            redis_url=redis_url,
         )
         self.prompts = PromptLibrary.load(project.root / "prompts")
         self.traces = TraceStore(self.db)
         self.ledger = CostLedger(self.db)
-        self.budgets = BudgetGuard(self.contract.cost.budgets, self.ledger)
+        self.budgets = BudgetGuard(
+            self.contract.cost.budgets, self.ledger, state=budget_state(self.contract.cost, redis_url=redis_url)
+        )
         self.handoffs = HandoffStore(self.db)
         self.feedback = FeedbackStore(self.db, self.traces, redact=redact)
         self.cache = AnswerCache(self.contract.routing.cache)
@@ -392,5 +397,6 @@ class Runtime:
         self.auth.close()
         if self.rate_limiter is not None:
             self.rate_limiter.close()
+        self.budgets.close()
         await self.models.close()
         self.db.close()

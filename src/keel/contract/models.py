@@ -168,6 +168,13 @@ class CostSettings(_Model):
         "cheaper_model",
         description="What serves a request whose model call would break a budget or the envelope.",
     )
+    shared_state: Literal["memory", "redis"] = Field(
+        "memory",
+        description="Where budget reservations (and settled spend) live: this process, or Redis shared by replicas.",
+    )
+    reservation_ttl_s: float = Field(
+        300.0, gt=0, description="redis: a reservation not settled by then (its replica died) is given back."
+    )
 
 
 PiiKind = Literal["email", "phone", "card", "iban", "ssn", "ip", "secret", "person"]
@@ -508,6 +515,9 @@ class RoutingSettings(_Model):
     cache: CacheSettings = CacheSettings()
     complexity: ComplexitySettings = ComplexitySettings()
     clarify: ClarifySettings = ClarifySettings()
+    shared_state: Literal["memory", "redis"] = Field(
+        "memory", description="Where circuit-breaker state lives: this process, or Redis shared by replicas."
+    )
 
 
 class AppPins(_Model):

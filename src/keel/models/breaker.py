@@ -12,15 +12,44 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 from keel.contract import BreakerSettings
 from keel.errors import CircuitOpen, UpstreamError
 from keel.models.base import GenerationRequest, Provider, ProviderWrapper, StreamDelta
 
-__all__ = ["BreakerState", "CircuitBreaker", "CircuitBreakingProvider"]
+__all__ = ["Breaker", "BreakerState", "CircuitBreaker", "CircuitBreakingProvider"]
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+
+class Breaker(Protocol):
+    """What :class:`CircuitBreakingProvider` and routing need of a breaker (in process or shared)."""
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state."""
+        ...
+
+    def seconds_until_probe(self) -> float:
+        """How long until a probe is allowed."""
+        ...
+
+    def acquire(self) -> bool:
+        """Whether a call may go through now."""
+        ...
+
+    def record_success(self) -> None:
+        """A call succeeded."""
+        ...
+
+    def record_failure(self) -> None:
+        """A call failed."""
+        ...
+
+    def release_probe(self) -> None:
+        """A probe ended without a verdict."""
+        ...
 
 
 class CircuitBreaker:
@@ -84,9 +113,9 @@ class CircuitBreaker:
 
 
 class CircuitBreakingProvider(ProviderWrapper):
-    """Wraps a provider with a :class:`CircuitBreaker`."""
+    """Wraps a provider with a :class:`Breaker`."""
 
-    def __init__(self, inner: Provider, breaker: CircuitBreaker) -> None:
+    def __init__(self, inner: Provider, breaker: Breaker) -> None:
         super().__init__(inner)
         self.breaker = breaker
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keel.contract import Contract, ModelSpec
+from keel.errors import ConfigError
 from keel.models.base import Completion, Provider
-from keel.models.breaker import BreakerState, CircuitBreaker, CircuitBreakingProvider
+from keel.models.breaker import Breaker, BreakerState, CircuitBreaker, CircuitBreakingProvider
+from keel.models.breaker_redis import RedisCircuitBreaker
 from keel.models.extractive import ExtractiveProvider
 from keel.models.limiter import ConcurrencyLimiter, LimitedProvider
 from keel.models.local import LocalLlamaProvider
@@ -49,9 +51,20 @@ class ModelHealth:
 class ModelRegistry:
     """Providers by contract name."""
 
-    def __init__(self, contract: Contract, *, project_root: Path, secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        project_root: Path,
+        secrets: Mapping[str, str] | None = None,
+        redis_url: str | None = None,
+    ) -> None:
         self._specs = {spec.name: spec for spec in contract.models}
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._shared_breakers = contract.routing.shared_state == "redis"
+        if self._shared_breakers and not redis_url:
+            raise ConfigError("routing.shared_state is 'redis' but no Redis URL is set (KEEL_REDIS_URL)")
+        self._redis_url = redis_url or ""
+        self._breakers: dict[str, Breaker] = {}
         self._limiters: dict[str, ConcurrencyLimiter] = {}
         self._latency: dict[str, LatencyWindow] = {}
         self._providers: dict[str, Provider] = {}
@@ -68,7 +81,11 @@ class ModelRegistry:
         else:
             key = secrets.get(spec.api_key_secret) if spec.api_key_secret else None
             base = RetryingProvider(OpenAICompatibleProvider(spec, api_key=key), spec.retries)
-        breaker = CircuitBreaker(spec.breaker)
+        breaker: Breaker = (
+            RedisCircuitBreaker(spec.breaker, name=spec.name, url=self._redis_url)
+            if self._shared_breakers
+            else CircuitBreaker(spec.breaker)
+        )
         limiter = ConcurrencyLimiter(
             max_concurrency=spec.max_concurrency, max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s
         )
@@ -112,3 +129,6 @@ class ModelRegistry:
         """Release every model."""
         for provider in self._providers.values():
             await provider.close()
+        for breaker in self._breakers.values():
+            if isinstance(breaker, RedisCircuitBreaker):
+                breaker.close()

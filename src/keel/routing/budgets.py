@@ -2,20 +2,25 @@
 
 A call may go ahead when, for every budget that covers the request's app or tenant,
 what the period has spent, plus what calls in flight have reserved, plus this
-call's worst-case estimate stays within the budget. The reservation is released
+call's worst-case estimate stays within the budget. The reservation is settled
 when the call ends, and the actual cost is what the ledger records.
+
+Reservations live in a :class:`~keel.routing.budget_state.BudgetState`: in process
+by default, or in Redis (``cost.shared_state: redis``) so that replicas see each
+other's calls in flight.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-from keel.contract import Budget
+from keel.contract import Budget, CostSettings
+from keel.errors import ConfigError
 from keel.ops.costs import CostLedger, period_key
+from keel.routing.budget_state import BudgetCheck, BudgetState, MemoryBudgetState
 
-__all__ = ["BudgetGuard", "BudgetStatus", "Reservation"]
+__all__ = ["BudgetGuard", "BudgetStatus", "Reservation", "budget_state"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,16 +48,30 @@ class Reservation:
 
     keys: tuple[str, ...]
     amount: float
+    token: str = ""
+
+
+_PERIOD_S = {"day": 86_400.0, "month": 31 * 86_400.0}
+
+
+def budget_state(settings: CostSettings, *, redis_url: str | None) -> BudgetState:
+    """The reservation state ``cost.shared_state`` asks for (:class:`~keel.errors.ConfigError` without a Redis URL)."""
+    if settings.shared_state == "memory":
+        return MemoryBudgetState()
+    if not redis_url:
+        raise ConfigError("cost.shared_state is 'redis' but no Redis URL is set (KEEL_REDIS_URL)")
+    from keel.routing.budget_redis import RedisBudgetState
+
+    return RedisBudgetState(url=redis_url, ttl_s=settings.reservation_ttl_s)
 
 
 class BudgetGuard:
     """Budgets of the contract, over the cost ledger."""
 
-    def __init__(self, budgets: list[Budget], ledger: CostLedger) -> None:
+    def __init__(self, budgets: list[Budget], ledger: CostLedger, *, state: BudgetState | None = None) -> None:
         self._budgets = budgets
         self._ledger = ledger
-        self._reserved: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._state: BudgetState = state if state is not None else MemoryBudgetState()
 
     def _applicable(self, app: str, tenant: str) -> list[Budget]:
         return [
@@ -77,8 +96,7 @@ class BudgetGuard:
         """One budget's spend and reservations in the period containing ``when`` (default: now)."""
         moment = time.time() if when is None else when
         spent = self._ledger.spent(scope=budget.scope, name=budget.name, period=budget.period, when=moment)
-        with self._lock:
-            reserved = self._reserved.get(self._key(budget, moment), 0.0)
+        reserved = self._state.reserved(self._key(budget, moment))
         return BudgetStatus(budget=budget, spent_usd=spent, reserved_usd=reserved)
 
     def blocking(self, *, app: str, tenant: str, estimate: float) -> str | None:
@@ -96,26 +114,29 @@ class BudgetGuard:
         budgets = self._applicable(app, tenant)
         if not budgets or amount <= 0:
             return Reservation(keys=(), amount=0.0)
-        spent = {
-            self._key(b, moment): self._ledger.spent(scope=b.scope, name=b.name, period=b.period, when=moment)
+        checks = [
+            BudgetCheck(
+                key=self._key(b, moment),
+                limit_usd=b.usd,
+                ledger_spent_usd=self._ledger.spent(scope=b.scope, name=b.name, period=b.period, when=moment),
+                period_s=_PERIOD_S[b.period],
+            )
             for b in budgets
-        }
-        with self._lock:
-            for budget in budgets:
-                key = self._key(budget, moment)
-                if spent[key] + self._reserved.get(key, 0.0) + amount > budget.usd:
-                    return None
-            for budget in budgets:
-                key = self._key(budget, moment)
-                self._reserved[key] = self._reserved.get(key, 0.0) + amount
-        return Reservation(keys=tuple(self._key(b, moment) for b in budgets), amount=amount)
+        ]
+        token = self._state.reserve(checks, amount)
+        if token is None:
+            return None
+        return Reservation(keys=tuple(c.key for c in checks), amount=amount, token=token)
+
+    def settle(self, reservation: Reservation, *, spent_usd: float) -> None:
+        """End a reservation with what the call cost (which the ledger records as well)."""
+        if reservation.keys:
+            self._state.settle(reservation.keys, reservation.token, reservation.amount, spent_usd)
 
     def release(self, reservation: Reservation) -> None:
-        """Return a reservation (the actual cost is in the ledger by then)."""
-        with self._lock:
-            for key in reservation.keys:
-                left = self._reserved.get(key, 0.0) - reservation.amount
-                if left <= 1e-12:
-                    self._reserved.pop(key, None)
-                else:
-                    self._reserved[key] = left
+        """End a reservation whose call cost nothing."""
+        self.settle(reservation, spent_usd=0.0)
+
+    def close(self) -> None:
+        """Release the state's connections."""
+        self._state.close()

@@ -128,6 +128,7 @@ class GenerateStage:
             return reason
         started = time.perf_counter()
         before = (ctx.usage.prompt_tokens, ctx.usage.completion_tokens)
+        cost_before = ctx.cost_usd
         try:
             # One span per model call (a child of this stage's), current while the call runs, so the
             # upstream receives it as the parent in ``traceparent``.
@@ -159,7 +160,8 @@ class GenerateStage:
             ctx.degraded.append(Degradation(component=f"model:{spec.name}", reason=exc.message))
             return exc.code
         finally:
-            self._budgets.release(reservation)
+            # The call's cost turns from reserved into spent in one step (the ledger records it below).
+            self._budgets.settle(reservation, spent_usd=0.0 if ctx.shadow else ctx.cost_usd - cost_before)
         self._models.observe_latency(spec.name, (time.perf_counter() - started) * 1000)
         if (ctx.usage.prompt_tokens or ctx.usage.completion_tokens or ctx.cost_usd) and not ctx.shadow:
             await asyncio.to_thread(
