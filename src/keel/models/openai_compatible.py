@@ -10,6 +10,7 @@ provider (retries, breaker, fallback) can act on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,9 @@ from keel.tracing.context import current_traceparent
 
 __all__ = ["OpenAICompatibleProvider"]
 
+_DRAIN_S = 0.05
+"""Longest wait for the end of a response body after ``[DONE]``."""
+
 
 class OpenAICompatibleProvider:
     """A :class:`~keel.models.base.Provider` for an OpenAI-compatible HTTP upstream."""
@@ -31,7 +35,7 @@ class OpenAICompatibleProvider:
     def __init__(self, spec: ModelSpec, *, api_key: str | None = None) -> None:
         assert spec.base_url is not None
         self._spec = spec
-        self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._url = httpx.URL(spec.base_url.rstrip("/") + "/chat/completions")  # parsed once, not per call
         self._api_key = api_key
         self._client: httpx.AsyncClient | None = None
 
@@ -94,7 +98,8 @@ class OpenAICompatibleProvider:
                     if limit <= 0:
                         raise UpstreamTimeout(f"The model {self.name} did not finish within {timeouts.total_s:g}s.")
                     try:
-                        line = await asyncio.wait_for(anext(lines), timeout=limit)
+                        async with asyncio.timeout(limit):  # no task per line, unlike wait_for
+                            line = await anext(lines)
                     except StopAsyncIteration:
                         break
                     except TimeoutError:
@@ -104,6 +109,7 @@ class OpenAICompatibleProvider:
                         continue
                     payload = line.removeprefix("data:").strip()
                     if payload == "[DONE]":
+                        await _drain(lines)
                         break
                     chunk = _parse_chunk(payload, self.name)
                     usage = chunk.get("usage") or usage
@@ -160,6 +166,20 @@ async def _raise_for_status(response: httpx.Response, name: str) -> None:
     if response.status_code >= 500:
         raise UpstreamUnavailable(f"The model {name} failed ({response.status_code}).")
     raise UpstreamBadResponse(f"The model {name} rejected the request ({response.status_code}).")
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` (normally just the end of the body) so the connection goes back to the pool.
+
+    A response closed before its end is read cannot be reused, and every call would open a new
+    connection. Bounded by :data:`_DRAIN_S`: an upstream that keeps the stream open after
+    ``[DONE]`` costs its connection, never the caller's time.
+    """
+
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in lines:
+                pass
 
 
 def _retry_after(value: str | None) -> float | None:
