@@ -10,7 +10,6 @@ provider (retries, breaker, fallback) can act on it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,9 +23,6 @@ from keel.models.base import ChatMessage, Completion, GenerationRequest, StreamD
 from keel.tracing.context import current_traceparent
 
 __all__ = ["OpenAICompatibleProvider"]
-
-_DRAIN_S = 0.05
-"""Longest wait for the end of a response body after ``[DONE]``."""
 
 
 class OpenAICompatibleProvider:
@@ -109,7 +105,6 @@ class OpenAICompatibleProvider:
                         continue
                     payload = line.removeprefix("data:").strip()
                     if payload == "[DONE]":
-                        await _drain(lines)
                         break
                     chunk = _parse_chunk(payload, self.name)
                     usage = chunk.get("usage") or usage
@@ -166,20 +161,6 @@ async def _raise_for_status(response: httpx.Response, name: str) -> None:
     if response.status_code >= 500:
         raise UpstreamUnavailable(f"The model {name} failed ({response.status_code}).")
     raise UpstreamBadResponse(f"The model {name} rejected the request ({response.status_code}).")
-
-
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read what follows ``[DONE]`` (normally just the end of the body) so the connection goes back to the pool.
-
-    A response closed before its end is read cannot be reused, and every call would open a new
-    connection. Bounded by :data:`_DRAIN_S`: an upstream that keeps the stream open after
-    ``[DONE]`` costs its connection, never the caller's time.
-    """
-
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):
-        async with asyncio.timeout(_DRAIN_S):
-            async for _ in lines:
-                pass
 
 
 def _retry_after(value: str | None) -> float | None:
