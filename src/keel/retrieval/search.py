@@ -4,6 +4,8 @@ Both the lexical (BM25) and the dense (cosine) side score only rows the caller m
 read: the permission mask is applied to candidate scores before any ranking, so
 results, scores and counts never reflect a passage outside the caller's groups.
 The two ranked lists are fused with reciprocal-rank fusion; every score is kept.
+A large snapshot's dense side is approximate (:mod:`keel.retrieval.ann`), with the
+same filter inside the probe; a small one is scanned exactly.
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from keel.retrieval.ann import top_rows
 from keel.retrieval.fusion import reciprocal_rank_fusion
 from keel.retrieval.snapshot import AclView, IndexSnapshot, Passage
 from keel.text import terms
 
-__all__ = ["BM25_B", "BM25_K1", "Hit", "dense_search", "hybrid_search", "lexical_search", "readable_document_frequency"]
+__all__ = [
+    "BM25_B",
+    "BM25_K1",
+    "Hit",
+    "dense_search",
+    "exact_dense_search",
+    "hybrid_search",
+    "lexical_search",
+    "readable_document_frequency",
+]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -70,7 +82,7 @@ def lexical_search(snapshot: IndexSnapshot, query: str, view: AclView, *, limit:
     if not touched:
         return []
     candidates = np.flatnonzero(scores > 0)
-    return _top(candidates, scores[candidates], limit)
+    return top_rows(candidates, scores[candidates], limit)
 
 
 def readable_document_frequency(snapshot: IndexSnapshot, term_set: set[str], view: AclView) -> dict[str, int]:
@@ -89,14 +101,25 @@ def readable_document_frequency(snapshot: IndexSnapshot, term_set: set[str], vie
 def dense_search(
     snapshot: IndexSnapshot, query_vector: NDArray[np.float32], view: AclView, *, limit: int
 ) -> list[tuple[int, float]]:
-    """Cosine similarity over the readable rows only: ``[(row, score)]``, best first."""
+    """Cosine similarity over the readable rows only: ``[(row, score)]``, best first.
+
+    Uses the snapshot's ANN index when it has one (filtered inside the probe), else
+    scans every readable row.
+    """
+    if snapshot.ann is not None:
+        return snapshot.ann.search(snapshot.vectors, query_vector, view, limit=limit).hits
+    return exact_dense_search(snapshot, query_vector, view, limit=limit)
+
+
+def exact_dense_search(
+    snapshot: IndexSnapshot, query_vector: NDArray[np.float32], view: AclView, *, limit: int
+) -> list[tuple[int, float]]:
+    """Cosine similarity of every readable row, exactly: ``[(row, score)]``, best first."""
     if view.count == 0 or limit <= 0:
         return []
-    rows = np.flatnonzero(view.mask)
-    if rows.size == 0:
-        return []
+    rows = view.rows
     scores = np.asarray(snapshot.vectors[rows] @ query_vector, dtype=np.float32)
-    return _top(rows, scores, limit)
+    return top_rows(rows, scores, limit)
 
 
 def hybrid_search(
@@ -144,13 +167,3 @@ def hybrid_search(
         if len(hits) == k:
             break
     return hits
-
-
-def _top(rows: NDArray[np.intp], scores: NDArray[np.float32], limit: int) -> list[tuple[int, float]]:
-    if rows.size == 0:
-        return []
-    if rows.size > limit:
-        part = np.argpartition(-scores, limit - 1)[:limit]
-        rows, scores = rows[part], scores[part]
-    order = np.lexsort((rows, -scores))
-    return [(int(rows[i]), float(scores[i])) for i in order]

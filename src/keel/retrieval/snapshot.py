@@ -10,6 +10,7 @@ Files:
 * ``vectors.npy`` -- float32 ``(rows, dim)``, L2-normalised, memory-mapped on load;
 * ``lexical.npz`` -- vocabulary and CSR postings (term -> rows, term frequencies), row lengths;
 * ``acl.npz`` -- CSR postings group -> rows;
+* ``ann.npz`` -- the IVF index of :mod:`keel.retrieval.ann` (only above its size threshold);
 * ``passages.db`` -- SQLite: one row per passage (id, document, title, path, heading, text, groups).
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from keel.retrieval.ann import ANN_MIN_ROWS, IvfIndex, build_ivf
 
 __all__ = ["AclView", "IndexSnapshot", "Passage", "PassageRecord", "SnapshotWriter", "read_manifest", "read_passages"]
 
@@ -76,19 +79,27 @@ class AclView:
 
     Lexical statistics (passage count, average length) are computed over the readable
     rows only, so scores are exactly those of an index holding only those passages and
-    reveal nothing about passages outside them.
+    reveal nothing about passages outside them. ``rows`` lists the readable rows (for
+    exact scoring of a narrow view); ``list_counts`` counts them per ANN list, when the
+    snapshot has an ANN index.
     """
 
     mask: NDArray[np.bool_]
     count: int
     avg_length: float
+    rows: NDArray[np.int32]
+    list_counts: NDArray[np.int64] | None = None
 
 
 class SnapshotWriter:
-    """Writes one index version folder from passages, their vectors and their terms."""
+    """Writes one index version folder from passages, their vectors and their terms.
 
-    def __init__(self, folder: Path) -> None:
+    Versions of at least ``ann_min_rows`` passages also get an ANN index (``ann.npz``).
+    """
+
+    def __init__(self, folder: Path, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
         self.folder = folder
+        self.ann_min_rows = ann_min_rows
 
     def write(
         self,
@@ -109,6 +120,10 @@ class SnapshotWriter:
         np.savez(self.folder / LEXICAL, vocab=vocab, indptr=indptr, rows=rows, tfs=tfs, lengths=lengths)
         groups, g_indptr, g_rows = _acl_postings([p.groups for p in passages])
         np.savez(self.folder / ACL, groups=groups, indptr=g_indptr, rows=g_rows)
+        ann_stats: dict[str, Any] | None = None
+        if n and dim and n >= self.ann_min_rows:
+            index, ann_stats = build_ivf(vectors)
+            index.save(self.folder)
         conn = sqlite3.connect(self.folder / PASSAGES)
         try:
             conn.execute(
@@ -143,6 +158,7 @@ class SnapshotWriter:
             "passages": n,
             "documents": len({p.doc_id for p in passages}),
             "avg_length": float(lengths.mean()) if n else 0.0,
+            **({"ann": ann_stats} if ann_stats else {}),
             **(extra or {}),
         }
         (self.folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -167,6 +183,7 @@ class IndexSnapshot:
         self._group_index: dict[str, int] = {str(g): i for i, g in enumerate(acl["groups"])}
         self._group_indptr: NDArray[np.int64] = acl["indptr"]
         self._group_rows: NDArray[np.int32] = acl["rows"]
+        self.ann: IvfIndex | None = IvfIndex.load(folder)
         self._local = threading.local()
         self._view_cache: dict[frozenset[str], AclView] = {}
         self._mask_lock = threading.Lock()
@@ -187,9 +204,12 @@ class IndexSnapshot:
             if index is not None:
                 mask[self._group_rows[self._group_indptr[index] : self._group_indptr[index + 1]]] = True
         mask.setflags(write=False)
-        count = int(mask.sum())
-        avg = float(self.lengths[mask].mean()) if count else 1.0
-        view = AclView(mask=mask, count=count, avg_length=max(avg, 1.0))
+        rows = np.flatnonzero(mask).astype(np.int32)
+        rows.setflags(write=False)
+        count = int(rows.size)
+        avg = float(self.lengths[rows].mean()) if count else 1.0
+        list_counts = self.ann.readable_per_list(mask) if self.ann is not None else None
+        view = AclView(mask=mask, count=count, avg_length=max(avg, 1.0), rows=rows, list_counts=list_counts)
         with self._mask_lock:
             if len(self._view_cache) > 1024:
                 self._view_cache.clear()
@@ -246,29 +266,27 @@ def read_passages(folder: Path) -> list[PassageRecord]:
 def _postings(
     passage_terms: Sequence[Sequence[str]],
 ) -> tuple[NDArray[np.str_], NDArray[np.int64], NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
-    per_term: dict[str, dict[int, int]] = {}
-    lengths = np.zeros(len(passage_terms), dtype=np.float32)
-    for row, terms in enumerate(passage_terms):
-        lengths[row] = len(terms)
-        for term in terms:
-            bucket = per_term.setdefault(term, {})
-            bucket[row] = bucket.get(row, 0) + 1
-    vocab = sorted(per_term)
+    """CSR postings term -> (rows, term frequencies), terms sorted, rows ascending within a term."""
+    n = len(passage_terms)
+    ids: dict[str, int] = {}
+    flat = np.fromiter(
+        (ids.setdefault(term, len(ids)) for row_terms in passage_terms for term in row_terms), dtype=np.int64
+    )
+    counts = np.fromiter((len(row_terms) for row_terms in passage_terms), dtype=np.int64, count=n)
+    vocab = sorted(ids)
+    rank = np.empty(len(ids), dtype=np.int64)
+    for position, term in enumerate(vocab):
+        rank[ids[term]] = position
+    keys = rank[flat] * max(n, 1) + np.repeat(np.arange(n, dtype=np.int64), counts)
+    unique, tfs = np.unique(keys, return_counts=True)
     indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-    rows_list: list[int] = []
-    tfs_list: list[int] = []
-    for i, term in enumerate(vocab):
-        bucket = per_term[term]
-        for row in sorted(bucket):
-            rows_list.append(row)
-            tfs_list.append(bucket[row])
-        indptr[i + 1] = len(rows_list)
+    np.cumsum(np.bincount(unique // max(n, 1), minlength=len(vocab)), out=indptr[1:])
     return (
         np.array(vocab, dtype=np.str_),
         indptr,
-        np.array(rows_list, dtype=np.int32),
-        np.array(tfs_list, dtype=np.float32),
-        lengths,
+        (unique % max(n, 1)).astype(np.int32),
+        tfs.astype(np.float32),
+        counts.astype(np.float32),
     )
 
 
