@@ -4,7 +4,7 @@ The request path only queues the trace record (a bounded queue: when the receive
 slow or away, the newest records are dropped and counted, never waited for). One
 thread turns queued records into spans (:mod:`keel.tracing.genai`) and sends them in
 batches with the OpenTelemetry SDK's OTLP exporter, which retries transient failures.
-``close`` sends what is queued before the process exits. Telemetry is best effort by
+``close`` sends what is queued before the process exits, within a deadline. Telemetry is best effort by
 design: the trace store, not this export, is the record of every request.
 
 The OpenTelemetry SDK is imported only when an exporter is built, so a Keel without
@@ -13,9 +13,11 @@ The OpenTelemetry SDK is imported only when an exporter is built, so a Keel with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +72,7 @@ class OtlpExporter:
         """Spans the receiver did not accept (after the exporter's own retries)."""
         self.exported = 0
         """Spans the receiver accepted."""
+        self._deadline: float | None = None
         self._thread = threading.Thread(target=self._loop, name="keel-otlp-exporter", daemon=True)
         self._thread.start()
 
@@ -87,11 +90,13 @@ class OtlpExporter:
         """Block until everything queued so far has been sent (or has failed)."""
         self._queue.join()
 
-    def close(self) -> None:
-        """Send what is queued, then stop."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is queued within ``timeout_s``, then stop: a receiver that is away never holds up a shutdown."""
+        self._deadline = time.monotonic() + timeout_s
         if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+            with contextlib.suppress(queue.Full):
+                self._queue.put(_STOP, timeout=timeout_s)
+            self._thread.join(timeout=max(0.0, self._deadline - time.monotonic()) + 1.0)
         self._exporter.shutdown()
 
     def _loop(self) -> None:
@@ -116,6 +121,11 @@ class OtlpExporter:
 
     def _send(self, records: Sequence[TraceRecord]) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            with self._lock:
+                self.dropped += len(records)  # shutting down and out of time: not waiting for the receiver
+            return
 
         spans = [
             self._readable(span)

@@ -112,3 +112,16 @@ def test_a_receiver_that_refuses_is_counted_not_raised() -> None:
     exporter.submit(_record(1))
     exporter.close()
     assert exporter.failed == 2 and exporter.exported == 0
+
+
+def test_shutdown_never_waits_long_for_a_receiver_that_is_away() -> None:
+    stuck = _Stuck()
+    exporter = _exporter(stuck, max_queue=8, batch_size=1)
+    for n in range(8):
+        exporter.submit(_record(n))
+    started = time.perf_counter()
+    exporter.close(timeout_s=0.5)
+    assert time.perf_counter() - started < 9, "close gives up on the receiver after its deadline"
+    exporter._thread.join(5)  # the receiver answers at last (shut down): what is left is not sent
+    assert stuck.received <= 2
+    assert exporter.dropped >= 1, "what could not be sent in time is counted as dropped"
