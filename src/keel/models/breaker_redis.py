@@ -15,18 +15,13 @@ replica protects itself alone), logs it once, and never raises.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
-
 from keel.contract import BreakerSettings
 from keel.models.breaker import BreakerState, CircuitBreaker
+from keel.store.redis_scripts import RedisScripts
 
 __all__ = ["RedisCircuitBreaker"]
 
@@ -79,10 +74,6 @@ return 0
     # KEYS: :p. ARGV: the probe token. Frees the slot only if this replica holds it.
     "release": "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
 }
-_SCRIPTS = {
-    name: (src, hashlib.sha1(src.encode("utf-8"), usedforsecurity=False).hexdigest())
-    for name, src in _SCRIPTS_SRC.items()
-}
 _KEEP_MS = 86_400_000
 
 
@@ -105,12 +96,12 @@ class RedisCircuitBreaker:
         self._probe_ttl_ms = max(1, int(probe_ttl_s * 1000))
         self._token: str | None = None
         self._local = CircuitBreaker(settings)
-        self._failing = False
-        self._client: redis.Redis = redis.Redis.from_url(
+        self._redis = RedisScripts(
             url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            _SCRIPTS_SRC,
+            what="circuit breakers",
+            fallback="each replica keeps its own",
+            timeout_s=timeout_s,
         )
 
     @property
@@ -174,22 +165,7 @@ class RedisCircuitBreaker:
 
     def close(self) -> None:
         """Close the connections to Redis."""
-        self._client.close()
+        self._redis.close()
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script, sha = _SCRIPTS[name]
-        try:
-            try:
-                reply = self._client.evalsha(sha, len(keys), *keys, *args)
-            except NoScriptError:
-                self._client.script_load(script)
-                reply = self._client.evalsha(sha, len(keys), *keys, *args)
-        except (RedisError, OSError) as error:
-            if not self._failing:
-                self._failing = True
-                log.warning("circuit breakers: Redis is unavailable (%s); each replica keeps its own", error)
-            return None
-        if self._failing:
-            self._failing = False
-            log.info("circuit breakers: Redis is available again")
-        return reply
+        return self._redis.run(name, keys, args)

@@ -26,18 +26,13 @@ request differ, so Redis Cluster is not supported.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
-
 from keel.routing.budget_state import BudgetCheck, MemoryBudgetState
+from keel.store.redis_scripts import RedisScripts
 
 __all__ = ["RedisBudgetState"]
 
@@ -110,14 +105,7 @@ return string.format('%.17g', total)
 """
 
 
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-_SCRIPTS = {
-    name: (script, _sha(script))
-    for name, script in (("reserve", _RESERVE), ("settle", _SETTLE), ("reserved", _RESERVED))
-}
+_SCRIPTS = {"reserve": _RESERVE, "settle": _SETTLE, "reserved": _RESERVED}
 _LOCAL = "local:"
 
 
@@ -128,12 +116,8 @@ class RedisBudgetState:
         self._prefix = prefix
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._fallback = MemoryBudgetState()
-        self._failing = False
-        self._client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        self._redis = RedisScripts(
+            url, _SCRIPTS, what="budgets", fallback="reservations are kept per replica", timeout_s=timeout_s
         )
 
     def _keys(self, key: str) -> list[str]:
@@ -170,22 +154,7 @@ class RedisBudgetState:
 
     def close(self) -> None:
         """Close the connections to Redis."""
-        self._client.close()
+        self._redis.close()
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[str | float]) -> Any:
-        script, sha = _SCRIPTS[name]
-        try:
-            try:
-                reply = self._client.evalsha(sha, len(keys), *keys, *args)
-            except NoScriptError:
-                self._client.script_load(script)
-                reply = self._client.evalsha(sha, len(keys), *keys, *args)
-        except (RedisError, OSError) as error:
-            if not self._failing:
-                self._failing = True
-                log.warning("budgets: Redis is unavailable (%s); reservations are kept per replica", error)
-            return None
-        if self._failing:
-            self._failing = False
-            log.info("budgets: Redis is available again")
-        return reply
+        return self._redis.run(name, keys, args)
