@@ -9,10 +9,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 from keel.store import Database
 from tests.integration.conftest import auth, small_project, start_server, stop_server
 from tests.support.fault_upstream import FaultUpstream
-from tests.unit.ops.test_slo import _Receiver
+from tests.support.webhook import WebhookHandler, webhook_receiver
 
 CONTRACT = """
 name: drift-test
@@ -61,16 +59,8 @@ EMAIL, PHONE = "ana.lopez@example.org", "+44 20 7946 0958"
 
 @pytest.fixture
 def hook() -> Iterator[str]:
-    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    _Receiver.received.clear()
-    try:
-        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
-        thread.join()
+    with webhook_receiver() as url:
+        yield url
 
 
 def seed_last_week(root: Path) -> None:
@@ -172,6 +162,6 @@ def test_a_drift_exports_a_redacted_dataset_and_alerts(tmp_path: Path, embedder:
     assert record["data"]["path"] == out.relative_to(root).as_posix()
     assert record["data"]["examples"] == manifest["examples"] and record["data"]["from_corrections"] == 4
 
-    [alert] = _Receiver.received
+    [alert] = WebhookHandler.received
     assert alert["alert"] == "drift" and alert["service"] == "drift-test"
     assert alert["drifted"] == body["drifted"] and alert["export_dir"] == out.relative_to(root).as_posix()

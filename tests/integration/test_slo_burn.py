@@ -10,11 +10,9 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from keel.ops.slo import SloReport, compute_slo
 from keel.store import Database
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 from tests.support.fault_upstream import FaultUpstream
-from tests.unit.ops.test_slo import _Receiver
+from tests.support.webhook import WebhookHandler, webhook_receiver
 
 CONTRACT = """
 slo:
@@ -70,16 +68,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def hook() -> Iterator[str]:
-    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    _Receiver.received.clear()
-    try:
-        yield f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
-        thread.join()
+    with webhook_receiver() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +191,6 @@ def test_the_burn_rates_rise_when_the_upstream_slows_down_and_the_alerts_fire(se
     assert availability_firing
     assert burns(after)["latency"][2], "the slow requests still burn the latency budget"
     assert wait_for_alert(served.root, "availability:60/5") == ["latency:60/5", "availability:60/5"]
-    hooks = [(p["slo"], p["firing"]) for p in _Receiver.received]
+    hooks = [(p["slo"], p["firing"]) for p in WebhookHandler.received]
     assert hooks == [("latency", True), ("availability", True)]
-    assert "latency budget (requests slower than 200 ms)" in _Receiver.received[0]["message"]
+    assert "latency budget (requests slower than 200 ms)" in WebhookHandler.received[0]["message"]

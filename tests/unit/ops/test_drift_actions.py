@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from keel.ops.drift import DriftReport
 from keel.ops.drift_actions import act_on_drift
 from keel.policy.pii import redact
 from keel.store import Database
-from tests.unit.ops.test_slo import _Receiver
+from tests.support.webhook import WebhookHandler, webhook_receiver
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 DRIFTED = DriftReport(
@@ -47,16 +45,8 @@ def audit(db: Database) -> Iterator[AuditLog]:
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Receiver.received.clear()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with webhook_receiver() as url:
+        yield url
 
 
 def seed_feedback(db: Database) -> None:
@@ -146,7 +136,7 @@ def test_the_alert_reaches_the_webhook_and_names_the_drift_and_the_export(
             now=NOW,
         )
     assert done.alerted and done.problems == [] and done.manifest is not None
-    [payload] = _Receiver.received
+    [payload] = WebhookHandler.received
     assert payload["alert"] == "drift" and payload["service"] == "keel-test"
     assert payload["drifted"] == ["mode_mix", "topics"] and payload["audit_seq"] == done.audit_seq
     assert payload["export_dir"] == ".keel/exports/finetune/20270115T080000Z"
@@ -163,7 +153,7 @@ def test_by_default_a_drift_is_audited_and_alerted_but_not_exported(
     done = act_on_drift(DRIFTED, settings, root=tmp_path, db=db, audit=audit, redact=redact, now=NOW)
     assert done.alerted and done.export_dir is None and done.manifest is None
     assert not (tmp_path / ".keel").exists()
-    assert len(_Receiver.received) == 1 and _Receiver.received[0]["export_dir"] is None
+    assert len(WebhookHandler.received) == 1 and WebhookHandler.received[0]["export_dir"] is None
     assert [r.action for r in audit.records()] == ["drift.detected"]
 
 

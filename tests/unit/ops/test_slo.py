@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from keel.contract import BurnRateAlert, SloSettings
 from keel.ops.slo import AlertState, SloReport, compute_slo, hourly_series, notify, sparkline
 from keel.store import Database
+from tests.support.webhook import WebhookHandler, webhook_receiver
 
 NOW = 1_800_000_000.0
 SLO = SloSettings(
@@ -144,56 +142,25 @@ def test_hourly_series_and_sparkline_draw_the_last_day(db: Database) -> None:
     assert [s["slow_rate"] for s in slow] == [None, 0.0, 1.0]
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test through the class
-
-    def do_POST(self) -> None:
-        length = int(self.headers["content-length"])
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_firing_alerts_reach_the_webhook(db: Database) -> None:
     _add(db, [(NOW - 10 - i, 500, 5.0) for i in range(20)])
     report = compute_slo(db, SLO, now=NOW)
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        _Receiver.received.clear()
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    with webhook_receiver() as url:
         assert notify(report, webhook=url, service="keel-test") == []
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    assert len(_Receiver.received) == 1
-    payload = _Receiver.received[0]
+    assert len(WebhookHandler.received) == 1
+    payload = WebhookHandler.received[0]
     assert payload["alert"] == "slo_burn_rate" and payload["firing"] and payload["service"] == "keel-test"
     assert payload["slo"] == "availability" and "availability error budget" in payload["message"]
 
 
 def test_a_latency_alert_says_the_latency_budget_burns(db: Database) -> None:
     _add(db, [(NOW - 10 - i, 200, 4000.0) for i in range(20)])
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        _Receiver.received.clear()
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    with webhook_receiver() as url:
         report = compute_slo(db, SLO, now=NOW)
         assert notify(report, webhook=url, service="keel-test", only={"availability:60/5"}) == []
-        assert _Receiver.received == []  # not the alert asked for
+        assert WebhookHandler.received == []  # not the alert asked for
         assert notify(report, webhook=url, service="keel-test") == []
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    [payload] = _Receiver.received
+    [payload] = WebhookHandler.received
     assert payload["slo"] == "latency" and payload["firing"] and payload["long_burn"] == 20.0
     assert "latency budget (requests slower than 1,000 ms) burning 20.0x" in payload["message"]
 

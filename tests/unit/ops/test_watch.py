@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,23 +12,16 @@ from keel.contract import parse_contract
 from keel.ops.watch import Watch
 from keel.policy.pii import redact
 from keel.store import Database
-from tests.unit.ops.test_slo import _add, _Receiver
+from tests.support.webhook import WebhookHandler, webhook_receiver
+from tests.unit.ops.test_slo import _add
 
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Receiver.received.clear()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with webhook_receiver() as url:
+        yield url
 
 
 def test_an_alert_is_raised_once_and_resolved_once(tmp_path: Path, receiver: str) -> None:
@@ -50,8 +41,8 @@ def test_an_alert_is_raised_once_and_resolved_once(tmp_path: Path, receiver: str
         clock[0] = NOW + 2 * 3600  # the failures age out of both windows
         assert watch.check() == ["slo.resolved:availability:60/5"]
         assert [r.action for r in audit.records(action="slo")] == ["slo.alert", "slo.resolved"]
-        assert len(_Receiver.received) == 1 and _Receiver.received[0]["firing"]
-        assert _Receiver.received[0]["slo"] == "availability"
+        assert len(WebhookHandler.received) == 1 and WebhookHandler.received[0]["firing"]
+        assert WebhookHandler.received[0]["slo"] == "availability"
         assert audit.verify().ok
     finally:
         audit.close()
@@ -86,8 +77,8 @@ def test_a_latency_alert_is_raised_and_resolved_apart_from_availability(tmp_path
             ("slo.resolved", "latency:60/5"),
         ]
         assert records[0].data["slo"] == "latency" and records[0].data["firing"]
-        assert [p["slo"] for p in _Receiver.received] == ["latency", "availability"]
-        assert "latency budget (requests slower than 200 ms)" in _Receiver.received[0]["message"]
+        assert [p["slo"] for p in WebhookHandler.received] == ["latency", "availability"]
+        assert "latency budget (requests slower than 200 ms)" in WebhookHandler.received[0]["message"]
         assert audit.verify().ok
     finally:
         audit.close()
