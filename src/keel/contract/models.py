@@ -469,7 +469,10 @@ class CacheSettings(_Model):
     semantic: bool = Field(True, description="Serve questions whose embedding is close to a cached one.")
     semantic_threshold: float = Field(0.92, ge=0, le=1, description="Cosine similarity for a semantic hit.")
     ttl_s: float = Field(3600.0, gt=0)
-    max_entries: int = Field(5000, ge=1)
+    max_entries: int = Field(5000, ge=1, description="memory: entries in all; redis: entries per scope.")
+    shared_state: Literal["memory", "redis"] = Field(
+        "memory", description="Where cached answers live: this process, or Redis shared by replicas."
+    )
 
 
 class ComplexitySettings(_Model):
