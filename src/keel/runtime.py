@@ -58,7 +58,7 @@ from keel.releases.shadow import ShadowRunner, wait_until_idle
 from keel.retrieval.embedder import MiniLMEmbedder
 from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard, budget_state
-from keel.routing.cache import AnswerCache
+from keel.routing.cache import answer_cache
 from keel.settings import Settings
 from keel.store import Database
 from keel.tracing import Trace, TraceRecord, TraceStore
@@ -124,7 +124,7 @@ class Runtime:
         )
         self.handoffs = HandoffStore(self.db)
         self.feedback = FeedbackStore(self.db, self.traces, redact=redact)
-        self.cache = AnswerCache(self.contract.routing.cache)
+        self.cache = answer_cache(self.contract.routing.cache, redis_url=redis_url, namespace=self.contract.name)
         self._check_secrets(secrets)
         prompt_refs = self._resolve_prompts()
         policy = self.contract.policy
@@ -143,6 +143,7 @@ class Runtime:
         leakage = LeakDetector(t.system for t in self.prompts.templates())
         self.rate_limiter = build_rate_limiter(self.contract.rate_limits, redis_url=redis_url)
         self.metrics = ServiceMetrics(self.contract, models=self.models, budgets=self.budgets, db=self.db)
+        self.cache.on_error = self.metrics.record_cache_error
         self.otlp: OtlpExporter | None = None
         on_recorded: list[Callable[[TraceRecord], None]] = []
         if otlp_endpoint:
@@ -398,5 +399,6 @@ class Runtime:
         if self.rate_limiter is not None:
             self.rate_limiter.close()
         self.budgets.close()
+        self.cache.close()
         await self.models.close()
         self.db.close()

@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         description=(
-            "Redis for state shared by replicas (rate_limits.backend, cost.shared_state or routing.shared_state:"
-            " redis), e.g. redis://127.0.0.1:6379/0."
+            "Redis for state shared by replicas (rate_limits.backend, cost.shared_state, routing.shared_state or"
+            " routing.cache.shared_state: redis), e.g. redis://127.0.0.1:6379/0."
         ),
     )
     otlp_endpoint: str | None = Field(

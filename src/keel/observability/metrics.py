@@ -40,6 +40,7 @@ OTHER = "other"
 MODES = frozenset({"answer", "no_answer", "sources_only", "clarify", "handoff", "refused", "error"})
 STAGES = frozenset({"identity", "rate_limit", "guard_in", "retrieve", "route", "generate", "guard_out", "respond"})
 CACHE_OUTCOMES = frozenset({"off", "miss", "exact", "semantic"})
+CACHE_OPERATIONS = frozenset({"lookup", "store", "clear"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 BREAKER_STATES = ("closed", "open", "half_open")
 SHED_REASONS = frozenset({"overloaded", "shutting_down", "model_busy"})
@@ -264,6 +265,14 @@ class ServiceMetrics:
         self.tokens = Counter("keel_tokens", "Model tokens.", ["app", "model", "direction"], registry=r)
         self.cost = Counter("keel_cost_usd", "Spend at contract prices.", ["app", "model"], registry=r)
         self.cache = Counter("keel_cache_lookups", "Answer-cache outcomes.", ["app", "outcome"], registry=r)
+        self.cache_errors = Counter(
+            "keel_cache_errors",
+            "Answer-cache operations skipped because the shared store (Redis) was unavailable.",
+            ["operation"],
+            registry=r,
+        )
+        for operation in sorted(CACHE_OPERATIONS):
+            self.cache_errors.labels(operation)
         self.guards = Counter("keel_guard_verdicts", "Guard verdicts.", ["guard", "verdict"], registry=r)
         self.degraded = Counter("keel_degraded_requests", "Requests served in a limited mode.", ["app"], registry=r)
         self.shed = Counter(
@@ -306,6 +315,10 @@ class ServiceMetrics:
             self.degraded.labels(app).inc()
         if error == "model_busy":
             self.record_shed("model_busy")
+
+    def record_cache_error(self, operation: str) -> None:
+        """Count one answer-cache operation (``lookup``, ``store``, ``clear``) the shared store could not serve."""
+        self.cache_errors.labels(operation if operation in CACHE_OPERATIONS else OTHER).inc()
 
     def record_shed(self, reason: str) -> None:
         """Count one request shed (``overloaded``, ``shutting_down`` or ``model_busy``)."""

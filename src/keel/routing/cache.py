@@ -8,11 +8,17 @@ and is served only if the caller may read every one of them (checked by the call
 of :meth:`AnswerCache.lookup`). A new index version starts a new scope, so entries
 built on changed or deleted documents are never served. Entries expire after a TTL
 and the least recently used go first when the cache is full.
+
+With ``routing.cache.shared_state: redis`` the entries live in Redis, shared by every
+replica (:mod:`keel.routing.cache_redis`), with the same scopes and semantics; while
+Redis cannot be reached a lookup is a miss and a store does nothing, each failure is
+reported to :attr:`AnswerCache.on_error` (a metric), and the request is served anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -20,17 +26,30 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from keel.contract import CacheSettings
+from keel.errors import ConfigError
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["AnswerCache", "CacheEntry", "CacheHit", "CacheScope", "normalise_question", "permission_fingerprint"]
+__all__ = [
+    "AnswerCache",
+    "CacheEntry",
+    "CacheHit",
+    "CacheScope",
+    "SharedAnswers",
+    "SharedCacheUnavailable",
+    "answer_cache",
+    "normalise_question",
+    "permission_fingerprint",
+]
+
+log = logging.getLogger(__name__)
 
 
 def normalise_question(question: str) -> str:
@@ -76,12 +95,59 @@ class CacheHit:
     similarity: float
 
 
-class AnswerCache:
-    """Exact and semantic answer caches, in process."""
+class SharedCacheUnavailable(Exception):
+    """The shared store could not be reached; :class:`AnswerCache` treats the operation as a miss."""
 
-    def __init__(self, settings: CacheSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+
+class SharedAnswers(Protocol):
+    """Entries kept outside the process; questions arrive normalised. Raises ``SharedCacheUnavailable``."""
+
+    def lookup(self, scope: CacheScope, question: str, vector: NDArray[np.float32] | None) -> CacheHit | None: ...
+
+    def store(
+        self, scope: CacheScope, question: str, vector: NDArray[np.float32] | None, entry: CacheEntry
+    ) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def answer_cache(settings: CacheSettings, *, redis_url: str | None, namespace: str = "") -> AnswerCache:
+    """The cache ``routing.cache.shared_state`` asks for (:class:`~keel.errors.ConfigError` without a Redis URL).
+
+    ``namespace`` (the contract's name) keeps deployments sharing one Redis apart; characters other than
+    letters, digits, ``_``, ``.`` and ``-`` become ``_``, so no namespace's key pattern matches another's.
+    """
+    if settings.shared_state == "memory":
+        return AnswerCache(settings)
+    if not redis_url:
+        raise ConfigError("routing.cache.shared_state is 'redis' but no Redis URL is set (KEEL_REDIS_URL)")
+    from keel.routing.cache_redis import RedisAnswerStore
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", namespace)
+    prefix = f"keel:cache:{safe}:" if safe else "keel:cache:"
+    return AnswerCache(settings, shared=RedisAnswerStore(settings, url=redis_url, prefix=prefix))
+
+
+class AnswerCache:
+    """Exact and semantic answer caches, in process or (``shared``) in a store shared by replicas."""
+
+    on_error: Callable[[str], None] | None = None
+    """Called with the operation (``lookup``, ``store``, ``clear``) when the shared store could not be reached."""
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedAnswers | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        self._shared = shared
         self._lock = threading.Lock()
         self._exact: OrderedDict[tuple[CacheScope, str], tuple[float, CacheEntry]] = OrderedDict()
         self._semantic: OrderedDict[tuple[CacheScope, str], tuple[float, NDArray[np.float32], CacheEntry]] = (
@@ -90,6 +156,12 @@ class AnswerCache:
 
     def lookup(self, scope: CacheScope, question: str, vector: NDArray[np.float32] | None) -> CacheHit | None:
         """The entry for ``question`` in ``scope``: exact first, then the most similar above the threshold."""
+        if self._shared is not None:
+            try:
+                return self._shared.lookup(scope, normalise_question(question), vector)
+            except SharedCacheUnavailable as error:
+                self._failed("lookup", error)
+                return None
         key = (scope, normalise_question(question))
         now = self._clock()
         with self._lock:
@@ -114,6 +186,13 @@ class AnswerCache:
 
     def store(self, scope: CacheScope, question: str, vector: NDArray[np.float32] | None, entry: CacheEntry) -> None:
         """Remember ``entry`` for ``question`` in ``scope``."""
+        if self._shared is not None:
+            if self._settings.exact or self._settings.semantic:
+                try:
+                    self._shared.store(scope, normalise_question(question), vector, entry)
+                except SharedCacheUnavailable as error:
+                    self._failed("store", error)
+            return
         key = (scope, normalise_question(question))
         now = self._clock()
         with self._lock:
@@ -127,12 +206,30 @@ class AnswerCache:
                 _trim(self._semantic, self._settings.max_entries)
 
     def clear(self) -> None:
-        """Forget everything."""
+        """Forget everything (in the shared store: every replica's entries)."""
+        if self._shared is not None:
+            try:
+                self._shared.clear()
+            except SharedCacheUnavailable as error:
+                self._failed("clear", error)
+            return
         with self._lock:
             self._exact.clear()
             self._semantic.clear()
 
+    def close(self) -> None:
+        """Close the connections to the shared store, if any."""
+        if self._shared is not None:
+            self._shared.close()
+
+    def _failed(self, operation: str, error: SharedCacheUnavailable) -> None:
+        log.debug("answer cache: %s skipped, the shared store is unavailable (%s)", operation, error)
+        if self.on_error is not None:
+            self.on_error(operation)
+
     def __len__(self) -> int:
+        if self._shared is not None:
+            return len(self._shared)
         with self._lock:
             return len(self._exact) + len(self._semantic)
 
