@@ -28,6 +28,7 @@ __all__ = [
     "ForbiddenError",
     "GateFailed",
     "IndexVersionError",
+    "IngestEngineError",
     "InternalError",
     "InvalidRequest",
     "KeelError",
@@ -128,6 +129,24 @@ class PromptRenderError(ConfigError):
 
 class IndexVersionError(ConfigError):
     """An index version that does not exist, or no earlier activation to roll back to."""
+
+
+class IngestEngineError(ConfigError):
+    """The ingest engine cannot run (e.g. ``keel ingest --engine ray`` with no Ray or no cluster).
+
+    ``code`` is stable, one of :attr:`CODES`, and the message says what to do about it.
+    """
+
+    CODES: ClassVar[frozenset[str]] = frozenset(
+        {"ray_not_installed", "ray_unreachable", "ray_task_failed", "ray_timeout", "ray_embedder_mismatch"}
+    )
+
+    def __init__(self, message: str, *, code: str) -> None:
+        if code not in self.CODES:
+            raise ValueError(f"undeclared IngestEngineError code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class ServiceError(KeelError):

@@ -31,7 +31,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            err_console.print("[red]error:[/red] " + escape(str(exc)), highlight=False)
+            code = getattr(exc, "code", None)
+            label = f"error ({code}):" if isinstance(code, str) else "error:"
+            err_console.print(f"[red]{label}[/red] " + escape(str(exc)), highlight=False)
             sys.exit(2)
         except ServiceError as exc:
             err_console.print(f"[red]error ({exc.code}):[/red] " + escape(exc.message), highlight=False)

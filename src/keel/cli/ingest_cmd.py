@@ -16,6 +16,7 @@ __all__ = ["command"]
 
 _STAGES = {
     "read": "Reading files",
+    "parse": "Parsing files",
     "embed": "Embedding passages",
     "index": "Writing index",
 }
@@ -28,15 +29,33 @@ _STAGES = {
     is_flag=True,
     help="Ingest only the sources that are due (stale, failing or never ingested); the others stay as they are.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where parsing and embedding run: in this process, or as Ray tasks on a Ray cluster.",
+)
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    default="auto",
+    show_default=True,
+    help="The Ray cluster for --engine ray (HOST:PORT of its head; env RAY_ADDRESS; auto: the one on this machine).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 @handle_errors
-def command(ctx: click.Context, rebuild: bool, due: bool, as_json: bool) -> None:
+def command(ctx: click.Context, rebuild: bool, due: bool, engine: str, ray_address: str, as_json: bool) -> None:
     """Ingest the project's docs/ folder (incremental: unchanged files are skipped).
 
     With --due, only the sources whose refresh interval has passed, whose last ingest
     failed or that were never ingested are read; each is audited (run it from cron).
     Exits 1 if any file or source could not be read (the others are still indexed).
+
+    With --engine ray, files are parsed and passages embedded as Ray tasks on the Ray
+    cluster at --ray-address; the database and the index version are written here, as
+    with the local engine, so both write the same index.
     """
     from keel.audit import AuditLog
     from keel.ingest.ingestor import Ingestor
@@ -54,18 +73,28 @@ def command(ctx: click.Context, rebuild: bool, due: bool, as_json: bool) -> None
     project.ensure_dirs()
     db = Database(project.database_path)
     embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
+    ray_engine = None
+    if engine == "ray":
+        from keel.ingest.ray_engine import RayEngine
+
+        ray_engine = RayEngine(embedder=embedder, address=ray_address)
     ingestor = Ingestor(
         contract=project.contract,
         docs_dir=project.docs_dir,
         db=db,
         index_store=IndexStore(project.index_dir),
         embedder=embedder,
+        engine=ray_engine,
     )
     audit = AuditLog(db, redact=redact) if due else None
     refresher = SourceRefresher(project.contract, ingestor=ingestor, db=db, audit=audit)
     due_names: list[str] | None = None
     report = None
     try:
+        if ray_engine is not None:
+            if not as_json:
+                console.print(f"Connecting to the Ray cluster at {ray_address} ...", highlight=False)
+            ray_engine.start()
         if due:
             pending = [f for f in refresher.freshness() if f.due]
             if not as_json:
@@ -98,6 +127,8 @@ def command(ctx: click.Context, rebuild: bool, due: bool, as_json: bool) -> None
             else:
                 report = ingestor.run(progress=progress, rebuild=rebuild)
     finally:
+        if ray_engine is not None:
+            ray_engine.close()
         if audit is not None:
             audit.close()
         db.close()
@@ -128,6 +159,7 @@ def command(ctx: click.Context, rebuild: bool, due: bool, as_json: bool) -> None
                 "duplicates": report.duplicates,
                 "embedded_instructions": report.embedded_instructions,
                 "seconds": round(report.seconds, 2),
+                "engine": {"name": report.engine, "tasks": report.engine_tasks, "workers": report.engine_workers},
                 "sources": [o.to_dict() for o in report.sources],
             }
         )
@@ -187,6 +219,11 @@ def _print_report(report: object) -> None:
         ("failed", len(report.failed)),
         ("skipped", len(report.skipped)),
         ("seconds", f"{report.seconds:.1f}"),
+        *(
+            (("engine", f"ray ({report.engine_tasks} tasks on {len(report.engine_workers)} workers)"),)
+            if report.engine == "ray"
+            else ()
+        ),
     ):
         summary.add_row(what, str(value))
     console.print(summary)

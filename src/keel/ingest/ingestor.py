@@ -20,19 +20,19 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from keel.contract import Contract, Source
 from keel.ingest.acl import resolve_acl, source_for
-from keel.ingest.chunker import ChunkDraft, chunk_document
+from keel.ingest.chunker import ChunkDraft
+from keel.ingest.engine import IngestEngine, LocalEngine, ParseJob
 from keel.ingest.freshness import FreshnessStore, SourceOutcome
-from keel.ingest.parsers import ParseError, parse_file
 from keel.ingest.scan import Scan, scan_docs, source_problems
 from keel.retrieval.embedder import Embedder
 from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
@@ -107,6 +107,12 @@ class IngestReport:
     """The sources this ingest covered; ``None``: the whole of docs/."""
     sources: list[SourceOutcome] = field(default_factory=list)
     """The outcome of every contract source covered, in contract order."""
+    engine: str = "local"
+    """Where parsing and embedding ran (:mod:`keel.ingest.engine`): ``local`` or ``ray``."""
+    engine_tasks: int = 0
+    """How many tasks the engine ran (0 for ``local``)."""
+    engine_workers: list[str] = field(default_factory=list)
+    """The workers (``node:pid``) that ran them."""
 
     @property
     def changed(self) -> bool:
@@ -129,6 +135,17 @@ class _Pending:
     is_new: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Step:
+    """One file of the folder as read: unreadable (why), or its hash and size."""
+
+    rel: str
+    path: Path
+    unreadable: str | None = None
+    sha256: str = ""
+    size: int = 0
+
+
 class Ingestor:
     """Ingests ``docs_dir`` into ``db`` and publishes index versions to ``index_store``."""
 
@@ -143,6 +160,7 @@ class Ingestor:
         keep_versions: int = 5,
         detector: PassageScanner | None = None,
         clock: Callable[[], float] = time.time,
+        engine: IngestEngine | None = None,
     ) -> None:
         injection = contract.policy.injection
         if detector is None and injection.scan_passages:
@@ -155,6 +173,7 @@ class Ingestor:
         self._db = db
         self._index = index_store
         self._embedder = embedder
+        self._engine: IngestEngine = engine if engine is not None else LocalEngine(embedder)
         self._keep_versions = keep_versions
         self._clock = clock
         self._freshness = FreshnessStore(db)
@@ -218,18 +237,41 @@ class Ingestor:
         }
         pending: list[_Pending] = []
         acl_updates: list[tuple[str, list[str], str, str]] = []
+        # Files are read and hashed here, parsed by the engine, then judged in file order.
+        steps: list[_Step] = []
         for done, path in enumerate(files, start=1):
             rel = path.relative_to(self._docs_dir).as_posix()
             notify("read", done, len(files))
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                kept = " (previous version kept)" if rel in known else ""
-                report.failed.append((rel, f"cannot read: {exc.strerror or exc}{kept}"))
+                steps.append(_Step(rel=rel, path=path, unreadable=f"cannot read: {exc.strerror or exc}"))
                 continue
-            sha = hashlib.sha256(data).hexdigest()
+            steps.append(_Step(rel=rel, path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+        to_parse = [
+            step
+            for step in steps
+            if step.unreadable is None and not self._unchanged(known.get(step.rel), step.sha256, stale_embedder)
+        ]
+        parsed_files = dict(
+            zip(
+                (step.rel for step in to_parse),
+                self._engine.parse(
+                    [ParseJob(rel_path=step.rel, path=step.path) for step in to_parse],
+                    chunking=self._contract.chunking,
+                    progress=notify,
+                ),
+                strict=True,
+            )
+        )
+        for step in steps:
+            rel, sha = step.rel, step.sha256
             previous = known.get(rel)
-            if previous is not None and previous["sha256"] == sha and previous["doc_id"] not in stale_embedder:
+            if step.unreadable is not None:
+                kept = " (previous version kept)" if previous is not None else ""
+                report.failed.append((rel, f"{step.unreadable}{kept}"))
+                continue
+            if previous is not None and rel not in parsed_files:
                 declared = json.loads(previous["declared_groups_json"]) if previous["declared_groups_json"] else None
                 decision = resolve_acl(self._contract, rel, declared)
                 self._note_acl(report, rel, decision.groups, decision.widens_source)
@@ -238,16 +280,16 @@ class Ingestor:
                 else:
                     report.unchanged.append(rel)
                 continue
-            try:
-                parsed = parse_file(path)
-            except (ParseError, OSError) as exc:
+            result = parsed_files[rel]
+            parsed = result.document
+            if parsed is None:
                 kept = " (previous version kept)" if previous is not None else ""
-                report.failed.append((rel, f"{exc}{kept}"))
+                report.failed.append((rel, f"{result.error}{kept}"))
                 continue
             decision = resolve_acl(self._contract, rel, parsed.groups)
             self._note_acl(report, rel, decision.groups, decision.widens_source)
             source = source_for(self._contract, rel)
-            drafts = self._defang(rel, chunk_document(parsed, doc_path=rel, settings=self._contract.chunking), report)
+            drafts = self._defang(rel, result.drafts, report)
             if not drafts:
                 report.skipped.append((rel, "no text found"))
                 continue
@@ -261,7 +303,7 @@ class Ingestor:
                     declared=parsed.groups,
                     acl_origin=decision.origin,
                     sha256=sha,
-                    size=len(data),
+                    size=step.size,
                     drafts=drafts,
                     is_new=previous is None,
                 )
@@ -287,8 +329,15 @@ class Ingestor:
             report.documents = len({r["doc_id"] for r in rows})
             report.passages = len(rows)
         report.sources = self._outcomes(scope, report, scan)
+        stats = self._engine.take_stats()
+        report.engine, report.engine_tasks, report.engine_workers = stats.engine, stats.tasks, stats.workers
         report.seconds = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _unchanged(previous: Mapping[str, Any] | None, sha256: str, stale_embedder: Collection[str]) -> bool:
+        """Whether a file is as last ingested (same bytes, vectors of today's embedder): not parsed again."""
+        return previous is not None and previous["sha256"] == sha256 and previous["doc_id"] not in stale_embedder
 
     def _outcomes(self, scope: frozenset[str] | None, report: IngestReport, scan: Scan) -> list[SourceOutcome]:
         """Each covered source's outcome, with what it now holds in the index."""
@@ -357,12 +406,10 @@ class Ingestor:
             ):
                 vectors[row["chunk_id"]] = np.frombuffer(row["embedding"], dtype=np.float32)
         todo = [d for d in wanted if d.chunk_id not in vectors]
-        for start in range(0, len(todo), EMBED_BATCH):
-            batch_drafts = todo[start : start + EMBED_BATCH]
-            embedded = self._embedder.embed([_embedding_text(d) for d in batch_drafts])
-            for draft, vector in zip(batch_drafts, embedded, strict=True):
+        if todo:
+            embedded = self._engine.embed([_embedding_text(d) for d in todo], batch=EMBED_BATCH, progress=notify)
+            for draft, vector in zip(todo, embedded, strict=True):
                 vectors[draft.chunk_id] = vector.astype(np.float32)
-            notify("embed", min(start + EMBED_BATCH, len(todo)), len(todo))
         report.passages_embedded = len(todo)
         return vectors
 

@@ -18,7 +18,16 @@ import yaml
 from keel.errors import KeelError
 from keel.ingest.document import ParsedDocument, Section
 
-__all__ = ["SUPPORTED_SUFFIXES", "ParseError", "parse_file", "parse_html", "parse_markdown", "parse_pdf", "parse_text"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "ParseError",
+    "parse_bytes",
+    "parse_file",
+    "parse_html",
+    "parse_markdown",
+    "parse_pdf",
+    "parse_text",
+]
 
 
 class ParseError(KeelError):
@@ -238,11 +247,18 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
 
 def parse_file(path: Path) -> ParsedDocument:
     """Parse ``path`` by its suffix; raises :class:`ParseError` for unreadable files."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ParseError(f"unsupported file type {path.suffix!r}")
+    return parse_bytes(path.read_bytes(), name=path.name)
+
+
+def parse_bytes(data: bytes, *, name: str) -> ParsedDocument:
+    """Parse a file's bytes by the suffix of its ``name``, as :func:`parse_file` does (e.g. on a remote worker)."""
+    path = Path(name)
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ParseError(f"unsupported file type {path.suffix!r}")
     fallback = path.stem.replace("-", " ").replace("_", " ").strip().capitalize() or path.name
-    data = path.read_bytes()
     if kind == "pdf":
         return parse_pdf(data, fallback_title=fallback)
     try:
