@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keel.contract import CONTRACT_FILE, Contract, load_contract
 from keel.settings import Settings
+from keel.store import Database, open_database, schema_for_data_dir
 
 __all__ = ["Project"]
 
@@ -21,13 +22,30 @@ class Project:
     root: Path
     data_dir: Path
     contract: Contract
+    database_url: str | None = None
+    database_schema: str = "keel"
 
     @classmethod
     def open(cls, settings: Settings) -> Project:
         """Load the project named by ``settings`` (raises ``ContractError`` if invalid)."""
         root = settings.project.resolve()
         contract = load_contract(root / CONTRACT_FILE)
-        return cls(root=root, data_dir=settings.resolved_data_dir, contract=contract)
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        data_dir = settings.resolved_data_dir
+        schema = settings.database_schema
+        return cls(
+            root=root,
+            data_dir=data_dir,
+            contract=contract,
+            database_url=url or None,
+            database_schema=schema_for_data_dir(data_dir) if schema == "auto" else schema,
+        )
+
+    def open_database(self, *, auto_migrate: bool = True) -> Database:
+        """The project's database: PostgreSQL when the settings name one, else the SQLite file."""
+        return open_database(
+            path=self.database_path, url=self.database_url, schema=self.database_schema, auto_migrate=auto_migrate
+        )
 
     @property
     def contract_path(self) -> Path:
@@ -41,7 +59,7 @@ class Project:
 
     @property
     def database_path(self) -> Path:
-        """The SQLite database for metadata, keys and traces."""
+        """The embedded SQLite database (metadata, keys, traces) when no PostgreSQL is set."""
         return self.data_dir / DATABASE_FILE
 
     @property

@@ -60,7 +60,6 @@ from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard, budget_state
 from keel.routing.cache import answer_cache
 from keel.settings import Settings
-from keel.store import Database
 from keel.tracing import Trace, TraceRecord, TraceStore
 from keel.tracing.context import parse_traceparent
 
@@ -102,7 +101,7 @@ class Runtime:
         self.project = project
         self.contract = project.contract
         project.ensure_dirs()
-        self.db = Database(project.database_path)
+        self.db = project.open_database()
         self.keys = KeyStore(self.db)
         self.auth = Authenticator(self.keys, jwt=self.contract.identity.jwt, project_root=project.root)
         self.audit = AuditLog(self.db, redact=redact)

@@ -41,6 +41,20 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long requests in flight may take to finish before the server stops anyway.",
     )
+    database_url: SecretStr | None = Field(
+        None,
+        description=(
+            "PostgreSQL (with pgvector) shared by replicas, e.g. postgresql://keel:PASSWORD@db:5432/keel."
+            " Default: the embedded SQLite file in the data directory."
+        ),
+    )
+    database_schema: str = Field(
+        "keel",
+        description=(
+            "The PostgreSQL schema holding Keel's tables (one per deployment sharing a server). 'auto' names it"
+            " after the data directory (keel_<hash>), so several projects on one machine share a development server."
+        ),
+    )
     redis_url: str | None = Field(
         None,
         description=(

@@ -52,9 +52,9 @@ def ingest(root: Path, embedder: Any) -> Any:
     from keel.contract import load_contract
     from keel.ingest.ingestor import Ingestor
     from keel.retrieval.versions import IndexStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
         return Ingestor(
             contract=load_contract(root / "keel.yaml"),
@@ -88,11 +88,11 @@ def small_project(root: Path, embedder: Any, *, folders: list[str], contract: st
 
 def create_keys(root: Path, principals_file: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], str]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     data = yaml.safe_load(principals_file.read_text(encoding="utf-8"))
     tenant = str(data["tenant"])
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     store = KeyStore(db)
     keys: dict[str, str] = {}
     principals: dict[str, dict[str, Any]] = {}

@@ -33,11 +33,11 @@ sources:
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[tuple[RunningServer, str]]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("fuzz") / "proj"
     small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="fuzz", tenant="acme", groups=[], roles=["admin"]).secret
     db.close()
     server = start_server(root, root / "server.log")

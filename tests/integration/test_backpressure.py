@@ -63,9 +63,9 @@ def _chat(url: str, key: str, app: str = "chat", request_id: str | None = None) 
 def _serve(root: Path, embedder: Any, upstream: FaultUpstream, log: Path, **env: str) -> tuple[RunningServer, str]:
     small_project(root, embedder, folders=["all-staff"], contract=CONTRACT.format(url=upstream.base_url))
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="ana", tenant="acme", groups=[], roles=["user"]).secret
     db.close()
     return start_server(root, log, extra_env=env), key

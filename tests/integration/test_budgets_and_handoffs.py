@@ -42,11 +42,11 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, embedder: Any
 ) -> Iterator[tuple[Path, RunningServer, dict[str, str]]]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("budget") / "proj"
     small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
-    store = KeyStore(Database(root / ".keel" / "keel.db"))
+    store = KeyStore(database_at(root / ".keel" / "keel.db"))
     keys = {
         "sam": store.create(principal_id="sam", tenant="larkspur", groups=[], roles=["user"]).secret,
         "rita": store.create(principal_id="rita", tenant="larkspur", groups=[], roles=["reviewer"]).secret,

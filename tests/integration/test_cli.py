@@ -81,7 +81,7 @@ def test_costs_forecasts_each_budget_and_flags_one_projected_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from keel.ops.costs import CostLedger
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path / "proj"
     keel("init", str(root))
@@ -92,7 +92,7 @@ def test_costs_forecasts_each_budget_and_flags_one_projected_over(
         "    - {scope: tenant, name: acme, period: month, usd: 1000}\n"
     )
     contract.write_text(contract.read_text(encoding="utf-8").replace("budgets: []", budgets, 1), encoding="utf-8")
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     now = time.time()
     for i, (when, usd) in enumerate(((now - 86400, 2.0), (now, 1.5))):
         CostLedger(db).record(

@@ -113,14 +113,14 @@ def _hr_contents(root: Path) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Console]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("console") / "proj"
     small_project(root, embedder, folders=["all-staff", "hr"], contract=CONTRACT)
     (root / "principals.yaml").write_text(yaml.safe_dump(PRINCIPALS, sort_keys=False), encoding="utf-8")
     (root / "evals").mkdir()
     (root / "evals" / "gate.yaml").write_text(yaml.safe_dump(GATE_SUITE, sort_keys=False), encoding="utf-8")
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
         store = KeyStore(db)
         keys = {
@@ -343,9 +343,9 @@ def test_admin_promotes_and_rolls_back_a_release_on_the_releases_page(page: Page
 
 def test_a_non_admin_reviewer_sees_no_forms_and_a_post_is_refused(page: Page, console: Console) -> None:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
-    db = Database(console.root / ".keel" / "keel.db")
+    db = database_at(console.root / ".keel" / "keel.db")
     try:
         key = KeyStore(db).create(principal_id="rae.reviewer", tenant="larkspur", groups=[], roles=["reviewer"]).secret
     finally:

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from keel.store import Database
 from tests.integration.conftest import auth, small_project, start_server, stop_server
+from tests.support.database import database_at
 from tests.support.fault_upstream import FaultUpstream
 from tests.support.webhook import WebhookHandler, webhook_receiver
 
@@ -64,7 +64,7 @@ def hook() -> Iterator[str]:
 
 
 def seed_last_week(root: Path) -> None:
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     start = time.time() - 3 * 86400
     with db.transaction() as conn:
         for i in range(20):
@@ -92,7 +92,7 @@ def test_a_drift_exports_a_redacted_dataset_and_alerts(tmp_path: Path, embedder:
     root = tmp_path / "proj"
     with FaultUpstream() as upstream:
         small_project(root, embedder, folders=["all-staff"], contract=CONTRACT.format(url=upstream.base_url, hook=hook))
-        db = Database(root / ".keel" / "keel.db")
+        db = database_at(root / ".keel" / "keel.db")
         key = KeyStore(db).create(principal_id="sam", tenant="larkspur", groups=[], roles=["user"]).secret
         db.close()
         seed_last_week(root)

@@ -62,7 +62,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Served]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("activation") / "proj"
     first = small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
@@ -72,7 +72,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     assert (first.version, second.version) == (1, 2) and second.updated == ["all-staff/annual-leave-policy.md"]
     store = IndexStore(root / ".keel" / "index")
     passages = {v: {p.chunk_id: p for p in read_passages(store.folder(v))} for v in (1, 2)}
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="pat", tenant="larkspur", groups=[], roles=["user"]).secret
     db.close()
     server = start_server(root, root / "server.log")

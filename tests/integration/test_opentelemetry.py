@@ -56,9 +56,9 @@ def served(
     root = tmp_path_factory.mktemp("otel") / "p"
     small_project(root, embedder, folders=["all-staff"], contract=CONTRACT.format(url=upstream.base_url))
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="ana@example.com", tenant="acme", groups=[], roles=["user"]).secret
     db.close()
     server = start_server(

@@ -134,7 +134,7 @@ def upstreams() -> Iterator[Upstreams]:
 def build_project(root: Path, embedder: Any, upstreams: Upstreams) -> dict[str, str]:
     """Index v1 holds the leave policy only, v2 (active) adds the travel policy; returns keys by role."""
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     (root / "docs" / "open").mkdir(parents=True)
     (root / "evals").mkdir()
@@ -150,7 +150,7 @@ def build_project(root: Path, embedder: Any, upstreams: Upstreams) -> dict[str, 
     cache.mkdir(parents=True, exist_ok=True)
     for onnx in Path(embedder.cache_dir).glob("*.onnx"):
         shutil.copy2(onnx, cache / onnx.name)
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
         store = KeyStore(db)
         return {

@@ -59,13 +59,13 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Served]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("security") / "proj"
     report = small_project(root, embedder, folders=["all-staff", "hr"], contract=CONTRACT)
     signer = rsa_key("idp-1")
     write_jwks(root / "jwks.json", signer)
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     store = KeyStore(db)
     keys = {
         "sam": store.create(principal_id="sam", tenant="acme", groups=[], roles=["user"]).secret,

@@ -15,7 +15,7 @@ from keel.errors import ConfigError
 from keel.ops.costs import CostLedger
 from keel.routing.budget_redis import RedisBudgetState
 from keel.routing.budgets import BudgetGuard, budget_state
-from keel.store import Database
+from tests.support.database import database_at
 from tests.support.redis_server import RedisServer, own_redis_server, redis_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ class Replicas:
     """Two guards, each with its own Redis client and its own connection to one ledger database."""
 
     def __init__(self, db_path: Path, url: str, prefix: str, *, ttl_s: float = 300.0) -> None:
-        self.ledgers = [CostLedger(Database(db_path)) for _ in range(2)]
+        self.ledgers = [CostLedger(database_at(db_path)) for _ in range(2)]
         self.states = [RedisBudgetState(url=url, prefix=prefix, ttl_s=ttl_s) for _ in range(2)]
         self.guards = [
             BudgetGuard([BUDGET], ledger, state=s) for ledger, s in zip(self.ledgers, self.states, strict=True)
@@ -113,7 +113,7 @@ def test_a_reservation_is_seen_by_the_other_replica(replicas: Replicas) -> None:
 
 
 def test_in_memory_replicas_overshoot_which_redis_prevents(tmp_path: Path) -> None:
-    ledger = CostLedger(Database(tmp_path / "m.db"))
+    ledger = CostLedger(database_at(tmp_path / "m.db"))
     a, b = BudgetGuard([BUDGET], ledger), BudgetGuard([BUDGET], ledger)
     assert a.reserve(app="default", tenant="t", amount=0.8) is not None
     assert b.reserve(app="default", tenant="t", amount=0.8) is not None  # each sees only its own

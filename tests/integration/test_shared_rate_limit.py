@@ -37,11 +37,11 @@ def replicas(
     redis_server: RedisServer,  # noqa: F811
 ) -> Iterator[tuple[list[RunningServer], str]]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("replicas") / "proj"
     small_project(root, embedder, folders=["all-staff"], contract=CONTRACT)
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     key = KeyStore(db).create(principal_id="sam", tenant="acme", groups=[], roles=["user"]).secret
     db.close()
     env = {"KEEL_REDIS_URL": redis_server.url}

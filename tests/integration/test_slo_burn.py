@@ -21,8 +21,8 @@ import pytest
 
 from keel.contract import load_contract
 from keel.ops.slo import SloReport, compute_slo
-from keel.store import Database
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
+from tests.support.database import database_at
 from tests.support.fault_upstream import FaultUpstream
 from tests.support.webhook import WebhookHandler, webhook_receiver
 
@@ -79,7 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any, hook: str) -
     root = tmp_path_factory.mktemp("slo-burn") / "proj"
     with FaultUpstream() as upstream:
         small_project(root, embedder, folders=["all-staff"], contract=CONTRACT.format(url=upstream.base_url, hook=hook))
-        db = Database(root / ".keel" / "keel.db")
+        db = database_at(root / ".keel" / "keel.db")
         key = KeyStore(db).create(principal_id="sam", tenant="larkspur", groups=[], roles=["user"]).secret
         db.close()
         server = start_server(root, root / "server.log")
@@ -114,7 +114,7 @@ def report_after(served: Served, requests: int) -> SloReport:
     while traced(served.root) < requests:
         assert time.monotonic() < deadline, f"only {traced(served.root)} of {requests} traces were stored"
         time.sleep(0.1)
-    db = Database(served.root / ".keel" / "keel.db")
+    db = database_at(served.root / ".keel" / "keel.db")
     try:
         return compute_slo(db, load_contract(served.root / "keel.yaml").slo)
     finally:

@@ -159,11 +159,11 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Served]:
     from keel.identity import KeyStore
-    from keel.store import Database
+    from tests.support.database import database_at
 
     root = tmp_path_factory.mktemp("freshness") / "proj"
     small_project(root, embedder, folders=["all-staff", "hr"], contract=SERVED_CONTRACT)
-    db = Database(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     store = KeyStore(db)
     keys = {
         "sam": store.create(principal_id="sam", tenant="larkspur", groups=[], roles=["user"]).secret,
@@ -191,9 +191,9 @@ def test_a_changed_document_is_served_after_a_background_refresh_without_a_resta
 
     from keel.audit import AuditLog
     from keel.policy.pii import redact
-    from keel.store import Database
+    from tests.support.database import database_at
 
-    db = Database(served.root / ".keel" / "keel.db")
+    db = database_at(served.root / ".keel" / "keel.db")
     refreshes = [r for r in AuditLog(db, redact=redact).records(action="source.refreshed") if r.subject == "all-staff"]
     db.close()
     assert any(r.data["updated"] == 1 and r.data["index_version"] == after["index_version"] for r in refreshes)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.store import Database
+from keel.store import Database, Row
 from keel.store.writer import BackgroundWriter
 
 __all__ = ["GENESIS", "AuditEvent", "AuditLog", "AuditRecord", "VerifyReport"]
@@ -319,7 +318,7 @@ def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
-def _record(row: sqlite3.Row) -> AuditRecord:
+def _record(row: Row) -> AuditRecord:
     return AuditRecord(
         seq=int(row["seq"]),
         created_at=float(row["created_at"]),

@@ -41,11 +41,10 @@ def parse_since(value: str, *, now: float | None = None) -> float:
 def _log(ctx: click.Context) -> Any:
     from keel.audit import AuditLog
     from keel.policy.pii import redact
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    return AuditLog(Database(project.database_path), redact=redact)
+    return AuditLog(project.open_database(), redact=redact)
 
 
 @click.group("audit")

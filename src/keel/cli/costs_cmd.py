@@ -28,10 +28,9 @@ def command(ctx: click.Context, days: int, tenant: str | None, as_json: bool) ->
     from keel.ops.costs import CostLedger
     from keel.ops.forecast import forecast_costs
     from keel.routing.budgets import BudgetGuard
-    from keel.store import Database
 
     project = open_project(ctx)
-    db = Database(project.database_path)
+    db = project.open_database()
     ledger = CostLedger(db)
     since = (dt.datetime.now(tz=dt.UTC) - dt.timedelta(days=days - 1)).strftime("%Y-%m-%d")
     rows = ledger.report(since_day=since, tenant=tenant)

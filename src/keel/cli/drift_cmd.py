@@ -24,7 +24,6 @@ def command(ctx: click.Context, as_json: bool, no_topics: bool) -> None:
     from keel.ops.drift_actions import DriftActions, act_on_drift
     from keel.policy.pii import redact
     from keel.retrieval.embedder import MiniLMEmbedder
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
@@ -33,7 +32,7 @@ def command(ctx: click.Context, as_json: bool, no_topics: bool) -> None:
     if not no_topics:
         embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
         embedder.warm_up()
-    db = Database(project.database_path)
+    db = project.open_database()
     actions: DriftActions | None = None
     try:
         report = compute_drift(db, settings, embedder=embedder)

@@ -255,11 +255,10 @@ def mine(ctx: click.Context, limit: int, recent: int, out: Path | None) -> None:
     """Turn recent traces into candidate cases (PII-redacted, one per distinct question) to review."""
     from keel.evals.mine import mine_cases
     from keel.project import Project
-    from keel.store import Database
     from keel.tracing import TraceStore
 
     project = Project.open(settings_from(ctx))
-    records = TraceStore(Database(project.database_path)).recent(limit=recent)
+    records = TraceStore(project.open_database()).recent(limit=recent)
     cases = mine_cases(records, limit=limit)
     text = "# Candidate cases mined from traces: review every expectation before adding them to a suite.\n"
     text += yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True, width=120)

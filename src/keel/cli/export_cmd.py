@@ -27,11 +27,10 @@ def finetune(ctx: click.Context, out: Path, since: str | None, tenant: str | Non
     """Write finetune.jsonl (PII-redacted, de-duplicated) and manifest.json into --out."""
     from keel.ops.finetune import export_finetune
     from keel.policy.pii import redact
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     try:
         manifest = export_finetune(db, out, redact=redact, since=parse_since(since) if since else None, tenant=tenant)
     finally:

@@ -28,12 +28,11 @@ def report(ctx: click.Context, since: str | None, tenant: str | None, as_json: b
     """Per app, release and tag: thumbs up and down, satisfaction, corrections, outcomes (count and total)."""
     from keel.ops.feedback import FeedbackStore
     from keel.policy.pii import redact
-    from keel.store import Database
     from keel.tracing import TraceStore
 
     project = open_project(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     data = FeedbackStore(db, TraceStore(db), redact=redact).report(
         tenant=tenant, since=parse_since(since) if since else None
     )

@@ -29,11 +29,10 @@ def _admin(ctx: click.Context) -> tuple[Any, Any]:
     from keel.audit import AuditLog
     from keel.policy.pii import redact
     from keel.retrieval.admin import IndexAdmin
-    from keel.store import Database
 
     project, store = _store(ctx)
     project.ensure_dirs()
-    audit = AuditLog(Database(project.database_path), redact=redact)
+    audit = AuditLog(project.open_database(), redact=redact)
     return IndexAdmin(store, audit), audit
 
 
@@ -190,11 +189,10 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 def report(ctx: click.Context, version: str | None, days: float, as_json: bool) -> None:
     """Index quality: duplicates, chunk sizes, documents without an ACL, documents nobody retrieved."""
     from keel.retrieval.quality import NEAR_DUPLICATE_JACCARD, quality_report
-    from keel.store import Database
 
     project, store = _store(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     try:
         result = quality_report(
             store,

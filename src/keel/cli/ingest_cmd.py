@@ -63,7 +63,6 @@ def command(ctx: click.Context, rebuild: bool, due: bool, engine: str, ray_addre
     from keel.policy.pii import redact
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.retrieval.versions import IndexStore
-    from keel.store import Database
 
     if due and rebuild:
         raise click.UsageError("--due and --rebuild cannot be combined")
@@ -71,7 +70,7 @@ def command(ctx: click.Context, rebuild: bool, due: bool, engine: str, ray_addre
     if not project.docs_dir.is_dir():
         raise click.ClickException(f"no docs/ folder in {project.root} (create it and add documents)")
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     embedder = MiniLMEmbedder(cache_dir=project.cache_dir)
     ray_engine = None
     if engine == "ray":

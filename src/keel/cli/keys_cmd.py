@@ -25,11 +25,10 @@ def _admin(ctx: click.Context):  # type: ignore[no-untyped-def]
     from keel.audit import AuditLog
     from keel.identity import KeyAdmin, KeyStore
     from keel.policy.pii import redact
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     return KeyAdmin(KeyStore(db), AuditLog(db, redact=redact))
 
 

@@ -15,6 +15,7 @@ from keel.cli import (
     ask_cmd,
     audit_cmd,
     costs_cmd,
+    db_cmd,
     drift_cmd,
     eval_cmd,
     export_cmd,
@@ -52,6 +53,7 @@ def main(ctx: click.Context, project: Path | None) -> None:
 
 for _module in (
     init_cmd,
+    db_cmd,
     ingest_cmd,
     index_cmd,
     sources_cmd,

@@ -22,11 +22,10 @@ def _registry(ctx: click.Context) -> Any:
     from keel.audit import AuditLog
     from keel.policy.pii import redact
     from keel.releases import ReleaseRegistry
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     audit = AuditLog(db, redact=redact)
     return project, db, audit, ReleaseRegistry(project.contract, db=db, audit=audit)
 

@@ -22,11 +22,10 @@ def command(ctx: click.Context, as_json: bool, notify: bool) -> None:
     """The service against its SLOs; exits 1 while an alert fires."""
     from keel.ops import slo
     from keel.ops.anomaly import detect_anomalies
-    from keel.store import Database
 
     project = open_project(ctx)
     project.ensure_dirs()
-    db = Database(project.database_path)
+    db = project.open_database()
     report = slo.compute_slo(db, project.contract.slo)
     series = slo.hourly_series(db, p95_target_ms=project.contract.slo.p95_latency_ms)
     anomalies = detect_anomalies(db)

@@ -29,11 +29,10 @@ def command(ctx: click.Context, as_json: bool) -> None:
     """
     from keel.durations import format_age
     from keel.ingest.freshness import source_freshness
-    from keel.store import Database
 
     project = open_project(ctx)
     now = time.time()
-    db = Database(project.database_path)
+    db = project.open_database()
     try:
         sources = source_freshness(project.contract, db, now=now)
     finally:

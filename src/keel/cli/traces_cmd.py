@@ -15,11 +15,10 @@ __all__ = ["command"]
 
 
 def _store(ctx: click.Context):  # type: ignore[no-untyped-def]
-    from keel.store import Database
     from keel.tracing import TraceStore
 
     project = open_project(ctx)
-    return TraceStore(Database(project.database_path))
+    return TraceStore(project.open_database())
 
 
 @click.group("traces")

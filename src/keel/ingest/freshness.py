@@ -16,13 +16,12 @@ task of ``keel serve`` ingest exactly those. A source's ``owner`` is who is told
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from keel.contract import Contract
-from keel.store import Database
+from keel.store import Database, Row, upsert_statement
 
 __all__ = [
     "FreshnessStore",
@@ -35,6 +34,21 @@ __all__ = [
     "source_freshness",
     "summary",
 ]
+
+_UPSERT_FRESHNESS = upsert_statement(
+    "source_freshness",
+    (
+        "source",
+        "last_attempt_at",
+        "last_attempt_ok",
+        "last_success_at",
+        "documents",
+        "passages",
+        "last_error",
+        "last_error_at",
+    ),
+    key=("source",),
+)
 
 SourceState = Literal["fresh", "stale", "failing", "never"]
 
@@ -147,9 +161,7 @@ class FreshnessStore:
                 else:
                     error, error_at = clip_error(outcome.error or "unknown error"), at
                 conn.execute(
-                    "INSERT OR REPLACE INTO source_freshness (source, last_attempt_at, last_attempt_ok,"
-                    " last_success_at, documents, passages, last_error, last_error_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    _UPSERT_FRESHNESS,
                     (
                         outcome.source,
                         at,
@@ -225,7 +237,7 @@ def source_freshness(contract: Contract, db: Database, *, now: float) -> list[So
     return assess(contract, FreshnessStore(db).records(), now=now)
 
 
-def _record(row: sqlite3.Row) -> SourceRecord:
+def _record(row: Row) -> SourceRecord:
     return SourceRecord(
         source=row["source"],
         last_attempt_at=float(row["last_attempt_at"]),

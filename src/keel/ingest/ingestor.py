@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from keel.ingest.scan import Scan, scan_docs, source_problems
 from keel.retrieval.embedder import Embedder
 from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
+from keel.store import Database, Row
 from keel.text import terms
 
 __all__ = ["DocumentSummary", "IngestReport", "Ingestor", "Progress", "doc_id_for"]
@@ -469,7 +468,7 @@ class Ingestor:
             for rel in deleted:
                 conn.execute("DELETE FROM documents WHERE path = ?", (rel,))
 
-    def _rows(self) -> list[sqlite3.Row]:
+    def _rows(self) -> list[Row]:
         return (
             self._db.connection()
             .execute(
@@ -491,7 +490,7 @@ class Ingestor:
         value = manifest.get("fingerprint")
         return str(value) if value is not None else None
 
-    def _publish(self, rows: Sequence[sqlite3.Row], fingerprint: str, report: IngestReport, notify: Progress) -> int:
+    def _publish(self, rows: Sequence[Row], fingerprint: str, report: IngestReport, notify: Progress) -> int:
         passages = [PassageRecord(**PassageRecord.fields_of(r)) for r in rows]
         dim = self._embedder.dim
         vectors = (
@@ -561,7 +560,7 @@ class Ingestor:
         ]
 
 
-def _fingerprint(rows: Sequence[sqlite3.Row]) -> str:
+def _fingerprint(rows: Sequence[Row]) -> str:
     """What an index version must reflect: every passage id with its document's path and groups."""
     digest = hashlib.sha256()
     for r in rows:

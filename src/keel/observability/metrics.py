@@ -12,7 +12,6 @@ to the period's end, index age and freshness per source) is read at scrape time 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from keel.ops.costs import CostLedger
 from keel.ops.forecast import forecast_costs
 from keel.pipeline.context import RequestContext
 from keel.routing.budgets import BudgetGuard
-from keel.store import Database
+from keel.store import Database, DatabaseError
 
 __all__ = ["CONTENT_TYPE", "AdmissionState", "ServiceMetrics"]
 
@@ -113,7 +112,7 @@ class _LiveCollector(Collector):
             live = self._live
             try:
                 forecast = forecast_costs(CostLedger(live.db), live.contract.cost.budgets, now=now)
-            except sqlite3.Error:
+            except DatabaseError:
                 return self._forecast  # a scrape never fails because the store is busy
             projected: dict[tuple[str, str, str], float] = {}
             for f in forecast.items:
@@ -162,7 +161,7 @@ class _LiveCollector(Collector):
             now = live.clock()
             for source, ingested in rows:
                 age.add_metric([source if source in known else OTHER], max(0.0, now - float(ingested)))
-        except sqlite3.Error:
+        except DatabaseError:
             pass  # a scrape never fails because the store is busy
         yield age
         yield from _freshness_gauges(live)
@@ -173,7 +172,7 @@ class _LiveCollector(Collector):
         if now - self._anomalies_at > ANOMALY_REFRESH_S:
             try:
                 self._anomalies = detect_anomalies(live.db, now=now)
-            except sqlite3.Error:
+            except DatabaseError:
                 self._anomalies = []
             self._anomalies_at = now
         for a in self._anomalies:
@@ -193,7 +192,7 @@ def _freshness_gauges(live: _Live) -> Iterator[Metric]:
         for f in source_freshness(live.contract, live.db, now=live.clock()):
             stale.add_metric([f.source], 1.0 if f.stale else 0.0)
             failing.add_metric([f.source], 1.0 if f.failing else 0.0)
-    except sqlite3.Error:
+    except DatabaseError:
         pass  # a scrape never fails because the store is busy
     yield stale
     yield failing

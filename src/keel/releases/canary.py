@@ -23,6 +23,7 @@ import numpy as np
 from keel.contract import CanaryPolicy
 from keel.releases.registry import ReleaseRegistry, ReleaseState
 from keel.store import Database
+from keel.store.json_sql import json_number
 
 __all__ = ["CanaryGuard", "CanaryVerdict", "SideStats", "judge_canary"]
 
@@ -98,8 +99,8 @@ def judge_canary(
     rows = (
         db.connection()
         .execute(
-            "SELECT release, status, latency_ms, mode, json_extract(data_json, '$.response.cost_usd') AS cost"
-            " FROM traces WHERE app = ? AND created_at >= ? AND status != 499",
+            f"SELECT release, status, latency_ms, mode, {json_number(db.dialect, 'data_json', 'response.cost_usd')}"
+            " AS cost FROM traces WHERE app = ? AND created_at >= ? AND status != 499",
             (state.app, since),
         )
         .fetchall()

@@ -32,7 +32,7 @@ import numpy as np
 from keel.contract import ShadowPolicy
 from keel.pipeline.context import RequestContext
 from keel.releases.registry import ReleaseRegistry
-from keel.store import Database
+from keel.store import Database, upsert_statement
 
 __all__ = [
     "MAX_YIELD_S",
@@ -203,8 +203,11 @@ class ShadowRunner:
     def _store(self, request_id: str, app: str, current: str, candidate: str, data: dict[str, Any]) -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO shadow_pairs (request_id, created_at, app, current, candidate, data_json)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                upsert_statement(
+                    "shadow_pairs",
+                    ("request_id", "created_at", "app", "current", "candidate", "data_json"),
+                    key=("request_id",),
+                ),
                 (request_id, time.time(), app, current, candidate, json.dumps(data)),
             )
 

@@ -336,25 +336,42 @@ def acl_gaps(passages: Sequence[PassageRecord], origins: dict[str, str], default
     return out
 
 
+_RETRIEVE_SPAN_SQL: dict[str, tuple[str, str]] = {
+    "sqlite": (
+        "SELECT COUNT(DISTINCT t.request_id) FROM traces t, json_each(t.data_json, '$.spans') s"
+        " WHERE t.created_at >= ? AND json_extract(s.value, '$.name') = 'retrieve'"
+        " AND json_type(s.value, '$.attributes.hits') = 'array'",
+        "SELECT DISTINCT json_extract(h.value, '$.chunk_id') AS chunk_id, json_extract(h.value, '$.doc_id') AS doc_id"
+        " FROM traces t, json_each(t.data_json, '$.spans') s, json_each(s.value, '$.attributes.hits') h"
+        " WHERE t.created_at >= ? AND json_extract(s.value, '$.name') = 'retrieve'",
+    ),
+    "postgresql": (
+        "SELECT COUNT(DISTINCT t.request_id) FROM traces t,"
+        " jsonb_array_elements(CASE WHEN jsonb_typeof(t.data_json::jsonb -> 'spans') = 'array'"
+        " THEN t.data_json::jsonb -> 'spans' ELSE '[]'::jsonb END) s"
+        " WHERE t.created_at >= ? AND s ->> 'name' = 'retrieve'"
+        " AND jsonb_typeof(s #> '{attributes,hits}') = 'array'",
+        "SELECT DISTINCT h ->> 'chunk_id' AS chunk_id, h ->> 'doc_id' AS doc_id FROM traces t,"
+        " jsonb_array_elements(CASE WHEN jsonb_typeof(t.data_json::jsonb -> 'spans') = 'array'"
+        " THEN t.data_json::jsonb -> 'spans' ELSE '[]'::jsonb END) s,"
+        " jsonb_array_elements(CASE WHEN jsonb_typeof(s #> '{attributes,hits}') = 'array'"
+        " THEN s #> '{attributes,hits}' ELSE '[]'::jsonb END) h"
+        " WHERE t.created_at >= ? AND s ->> 'name' = 'retrieve'",
+    ),
+}
+"""Per dialect: how many requests recorded a retrieve span with hits, and the passages those hits name."""
+
+
 def unretrieved_documents(
     passages: Sequence[PassageRecord], db: Database, *, since: float, days: float
 ) -> UnretrievedDocuments:
     """The documents of ``passages`` that no ``retrieve`` span recorded since ``since`` returned."""
     conn = db.connection()
-    requests = conn.execute(
-        "SELECT COUNT(DISTINCT t.request_id) FROM traces t, json_each(t.data_json, '$.spans') s"
-        " WHERE t.created_at >= ? AND json_extract(s.value, '$.name') = 'retrieve'"
-        " AND json_type(s.value, '$.attributes.hits') = 'array'",
-        (since,),
-    ).fetchone()[0]
+    requests_sql, hits_sql = _RETRIEVE_SPAN_SQL[db.dialect]
+    requests = conn.execute(requests_sql, (since,)).fetchone()[0]
     chunk_ids: set[str] = set()
     doc_ids: set[str] = set()
-    for row in conn.execute(
-        "SELECT DISTINCT json_extract(h.value, '$.chunk_id') AS chunk_id, json_extract(h.value, '$.doc_id') AS doc_id"
-        " FROM traces t, json_each(t.data_json, '$.spans') s, json_each(s.value, '$.attributes.hits') h"
-        " WHERE t.created_at >= ? AND json_extract(s.value, '$.name') = 'retrieve'",
-        (since,),
-    ):
+    for row in conn.execute(hits_sql, (since,)):
         if row["chunk_id"]:
             chunk_ids.add(str(row["chunk_id"]))
         if row["doc_id"]:

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from keel.retrieval.ann import ANN_MIN_ROWS, IvfIndex, build_ivf
+from keel.store.database import Row
 
 __all__ = ["AclView", "IndexSnapshot", "Passage", "PassageRecord", "SnapshotWriter", "read_manifest", "read_passages"]
 
@@ -52,7 +53,7 @@ class PassageRecord:
     text_sha256: str
 
     @staticmethod
-    def fields_of(row: sqlite3.Row) -> dict[str, Any]:
+    def fields_of(row: Row) -> dict[str, Any]:
         """Constructor arguments from a database row with the same column names (groups as JSON)."""
         return {
             "chunk_id": row["chunk_id"],

@@ -1,10 +1,40 @@
-"""Keel's SQLite schema as an ordered list of migrations (never edit a released one)."""
+"""Keel's schema as an ordered list of migrations (never edit a released one).
+
+Each migration is written once, in SQLite's dialect, and translated for PostgreSQL
+(:func:`postgres_statement`: the column types are the only difference in this DDL); a
+migration that needs engine-specific statements lists them per backend.
+"""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+import re
+from dataclasses import dataclass, field
 
-MIGRATIONS: list[list[str]] = [
+__all__ = ["MIGRATIONS", "Migration", "postgres_statement"]
+
+_POSTGRES_TYPES = {"REAL": "DOUBLE PRECISION", "BLOB": "BYTEA", "INTEGER": "BIGINT"}
+_TYPE_WORD = re.compile(r"\b(" + "|".join(_POSTGRES_TYPES) + r")\b")
+
+
+def postgres_statement(statement: str) -> str:
+    """A portable DDL statement in PostgreSQL's types (8-byte floats and integers, BYTEA)."""
+    return _TYPE_WORD.sub(lambda m: _POSTGRES_TYPES[m.group(1)], statement)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: the same change for each backend."""
+
+    sqlite: list[str]
+    postgres_extra: list[str] = field(default_factory=list)
+
+    @property
+    def postgres(self) -> list[str]:
+        """The statements PostgreSQL runs: the portable ones translated, then its own."""
+        return [postgres_statement(s) for s in self.sqlite] + self.postgres_extra
+
+
+_PORTABLE: list[list[str]] = [
     # 1: keys, documents and chunks, index versions, traces
     [
         """CREATE TABLE api_keys (
@@ -213,3 +243,5 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX console_sessions_expiry ON console_sessions(expires_at)",
     ],
 ]
+
+MIGRATIONS: list[Migration] = [Migration(statements) for statements in _PORTABLE]

@@ -1,6 +1,7 @@
 """The embedded SQLite database: connections, transactions and schema migrations.
 
-One file holds metadata, API keys and traces. Each thread gets its own connection
+The default backend of :class:`keel.store.Database`. One file holds metadata, API keys
+and traces. Each thread gets its own connection
 (SQLite connections are not shared across threads); writes run in ``BEGIN IMMEDIATE``
 transactions so a failure never leaves a half-written record. WAL mode lets readers
 proceed while one writer commits.
@@ -14,19 +15,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from keel.store.database import Dialect
 from keel.store.schema import MIGRATIONS
 
-__all__ = ["Database"]
+__all__ = ["SqliteDatabase"]
 
 
-class Database:
+class SqliteDatabase:
     """A SQLite database file with Keel's schema applied."""
 
-    def __init__(self, path: Path) -> None:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path, *, auto_migrate: bool = True) -> None:
         self.path = path
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._migrated = False
+        self._migrated = not auto_migrate
+        self._set_up = False
         self._connections: list[sqlite3.Connection] = []
 
     def connection(self) -> sqlite3.Connection:
@@ -41,8 +46,10 @@ class Database:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=30000")
-            if not self._migrated:
+            if not self._set_up:
                 conn.execute("PRAGMA journal_mode=WAL")
+                self._set_up = True
+            if not self._migrated:
                 _migrate(conn)
                 self._migrated = True
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -78,18 +85,32 @@ class Database:
         row = self.connection().execute("PRAGMA user_version").fetchone()
         return int(row[0])
 
+    def upgrade(self) -> list[int]:
+        """Apply the migrations this file lacks; the versions applied."""
+        with self._lock:
+            applied = _migrate(self.connection())
+            self._migrated = True
+        return applied
 
-def _migrate(conn: sqlite3.Connection) -> None:
+    def describe(self) -> str:
+        """The database file."""
+        return f"sqlite:{self.path}"
+
+
+def _migrate(conn: sqlite3.Connection) -> list[int]:
+    applied: list[int] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         for version, script in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
-            for statement in script:
+            for statement in script.sqlite:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={version}")
+            applied.append(version)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    return applied

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.store import Database
+from keel.store.json_sql import json_array_length, json_json, json_number
 
 __all__ = ["TracePage", "TraceQuery", "TraceRow", "search_traces"]
 
@@ -107,14 +108,20 @@ def search_traces(db: Database, query: TraceQuery) -> TracePage:
     if query.until is not None:
         clauses.append("created_at < ?")
         args.append(query.until)
+    dialect = db.dialect
+    degraded = f"COALESCE({json_array_length(dialect, 'data_json', 'response.degraded')}, 0)"
     if query.degraded is not None:
-        clauses.append("(COALESCE(json_array_length(data_json, '$.response.degraded'), 0) > 0) = ?")
+        clauses.append(f"(CASE WHEN {degraded} > 0 THEN 1 ELSE 0 END) = ?")
         args.append(int(query.degraded))
     if query.guard_verdict:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM json_each(data_json, '$.response.guard_verdicts') AS v"
-            " WHERE v.value LIKE ? ESCAPE '\\')"
-        )
+        if dialect == "postgresql":
+            verdicts = (
+                "jsonb_each_text(CASE WHEN jsonb_typeof(data_json::jsonb #> '{response,guard_verdicts}') = 'object'"
+                " THEN data_json::jsonb #> '{response,guard_verdicts}' ELSE '{}'::jsonb END)"
+            )
+        else:
+            verdicts = "json_each(data_json, '$.response.guard_verdicts')"
+        clauses.append(f"EXISTS (SELECT 1 FROM {verdicts} AS v WHERE v.value LIKE ? ESCAPE '\\')")
         args.append(_like_prefix(query.guard_verdict))
     if query.before is not None:
         position = _parse_cursor(query.before)
@@ -125,9 +132,9 @@ def search_traces(db: Database, query: TraceQuery) -> TracePage:
     limit = max(1, min(query.limit, MAX_LIMIT))
     sql = (
         "SELECT request_id, created_at, principal_id, app, endpoint, mode, status, latency_ms, release, tags_json,"
-        " json_extract(data_json, '$.response.cost_usd') AS cost_usd,"
-        " COALESCE(json_array_length(data_json, '$.response.degraded'), 0) AS degraded,"
-        " json_extract(data_json, '$.response.guard_verdicts') AS verdicts"
+        f" {json_number(dialect, 'data_json', 'response.cost_usd')} AS cost_usd,"
+        f" {degraded} AS degraded,"
+        f" {json_json(dialect, 'data_json', 'response.guard_verdicts')} AS verdicts"
         " FROM traces WHERE " + " AND ".join(clauses) + " ORDER BY created_at DESC, request_id DESC LIMIT ?"
     )
     found = db.connection().execute(sql, (*args, limit + 1)).fetchall()

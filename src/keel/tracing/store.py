@@ -12,10 +12,30 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from keel.store import Database
+from keel.store import Database, upsert_statement
 from keel.store.writer import BackgroundWriter
 
 __all__ = ["TraceRecord", "TraceStore"]
+
+_INSERT_TRACE = upsert_statement(
+    "traces",
+    (
+        "request_id",
+        "created_at",
+        "principal_id",
+        "tenant",
+        "app",
+        "endpoint",
+        "mode",
+        "status",
+        "latency_ms",
+        "data_json",
+        "release",
+        "tags_json",
+        "trace_id",
+    ),
+    key=("request_id",),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,9 +135,7 @@ class TraceStore:
     def _commit(self, records: list[TraceRecord]) -> None:
         with self._db.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO traces (request_id, created_at, principal_id, tenant, app, endpoint, mode,"
-                " status, latency_ms, data_json, release, tags_json, trace_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_TRACE,
                 [
                     (
                         r.request_id,

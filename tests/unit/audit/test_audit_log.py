@@ -11,11 +11,12 @@ import pytest
 from keel.audit import GENESIS, AuditEvent, AuditLog
 from keel.policy.pii import redact
 from keel.store import Database
+from tests.support.database import database_at
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "keel.db")
+    database = database_at(tmp_path / "keel.db")
     yield database
     database.close()
 

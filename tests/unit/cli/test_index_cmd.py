@@ -12,7 +12,7 @@ from keel.audit import AuditLog
 from keel.cli.main import main
 from keel.policy.pii import redact
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
+from tests.support.database import database_at
 from tests.unit.retrieval.builders import passage, publish
 
 
@@ -53,7 +53,7 @@ def test_activate_and_rollback_move_active_and_are_audited(project: Path) -> Non
         ("activate", 1),
         ("rollback", 2),
     ]
-    db = Database(project / ".keel" / "keel.db")
+    db = database_at(project / ".keel" / "keel.db")
     audit = AuditLog(db, redact=redact)
     assert [(r.action, r.subject) for r in audit.records()] == [("index.activate", "v1"), ("index.rollback", "v2")]
     assert all(r.actor.startswith("cli:") for r in audit.records())

@@ -18,7 +18,7 @@ from keel.models.registry import ModelRegistry
 from keel.observability.metrics import ServiceMetrics
 from keel.ops.costs import CostLedger
 from keel.routing.budgets import BudgetGuard
-from keel.store import Database
+from tests.support.database import database_at
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -145,7 +145,7 @@ def test_the_config_maps_contract_parses_with_keels_loader() -> None:
 
 def exported_metrics(tmp_path: Path, contract: Contract) -> dict[str, set[str]]:
     """Metric family name -> the model labels of its series, from a real ServiceMetrics registry."""
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     try:
         metrics = ServiceMetrics(
             contract,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from keel.contract import JwtSettings
 from keel.identity import Authenticator, KeyStore
-from keel.store import Database
+from tests.support.database import database_at
 from tests.support.jwks import AUDIENCE, ISSUER, rsa_key, write_jwks
 
 
 def test_a_good_jwks_loads_at_warm_up_and_a_missing_one_is_reported(tmp_path: Path) -> None:
     write_jwks(tmp_path / "jwks.json", rsa_key("k1"))
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     try:
         good = Authenticator(
             KeyStore(db), jwt=JwtSettings(jwks="jwks.json", issuer=ISSUER, audience=AUDIENCE), project_root=tmp_path

@@ -12,12 +12,12 @@ from keel.audit import AuditLog
 from keel.errors import AuthError
 from keel.identity import Actor, KeyAdmin, KeyStore, Principal
 from keel.policy.pii import redact
-from keel.store import Database
+from tests.support.database import database_at
 
 
 @pytest.fixture
 def admin(tmp_path: Path) -> Iterator[tuple[KeyAdmin, KeyStore, AuditLog]]:
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     keys = KeyStore(db)
     audit = AuditLog(db, redact=redact)
     yield KeyAdmin(keys, audit), keys, audit

@@ -10,12 +10,12 @@ import pytest
 from keel.errors import AuthError
 from keel.identity import KeyStore
 from keel.identity import keys as keys_module
-from keel.store import Database
+from tests.support.database import database_at, postgres_selected
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> KeyStore:
-    return KeyStore(Database(tmp_path / "keel.db"))
+    return KeyStore(database_at(tmp_path / "keel.db"))
 
 
 def test_created_key_authenticates_as_its_principal_with_everyone(store: KeyStore) -> None:
@@ -30,7 +30,11 @@ def test_created_key_authenticates_as_its_principal_with_everyone(store: KeyStor
 def test_only_a_hash_of_the_secret_is_stored(store: KeyStore, tmp_path: Path) -> None:
     created = store.create(principal_id="hana", tenant="acme", groups=[], roles=["user"])
     secret_part = created.secret.rsplit("_", 1)[-1]
-    raw = (tmp_path / "keel.db").read_bytes()
+    if postgres_selected():
+        rows = database_at(tmp_path / "keel.db").connection().execute("SELECT * FROM api_keys").fetchall()
+        raw = repr([tuple(r) for r in rows]).encode()
+    else:
+        raw = (tmp_path / "keel.db").read_bytes()
     assert secret_part.encode() not in raw
     assert created.secret.encode() not in raw
 
@@ -96,7 +100,7 @@ def test_a_revocation_by_another_process_is_honoured_within_the_cache_ttl(
 ) -> None:
     created = store.create(principal_id="hana", tenant="acme", groups=[], roles=["user"])
     store.authenticate(created.secret)
-    elsewhere = KeyStore(Database(tmp_path / "keel.db"))  # e.g. `keel keys revoke` in another process
+    elsewhere = KeyStore(database_at(tmp_path / "keel.db"))  # e.g. `keel keys revoke` in another process
     assert elsewhere.revoke(created.record.key_id) is True
     assert store.cached(created.secret) is not None  # still within CACHE_TTL_S of the last check
     now = time.monotonic()

@@ -8,7 +8,7 @@ import pytest
 
 from keel.contract import parse_contract
 from keel.ingest.freshness import FreshnessStore, SourceOutcome, SourceRecord, assess, source_freshness, summary
-from keel.store import Database
+from tests.support.database import database_at
 
 CONTRACT = parse_contract(
     """
@@ -70,7 +70,7 @@ def test_sources_the_contract_no_longer_declares_are_not_reported() -> None:
 
 
 def test_the_store_keeps_the_last_success_and_error_across_attempts(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     store = FreshnessStore(db)
     store.record([SourceOutcome(source="hr", ok=True, documents=4, passages=12)], at=NOW - 2 * HOUR)
     store.record([SourceOutcome(source="hr", ok=False, error="cannot read docs/hr: denied")], at=NOW - HOUR)
@@ -90,7 +90,7 @@ def test_the_store_keeps_the_last_success_and_error_across_attempts(tmp_path: Pa
 
 
 def test_a_long_error_is_recorded_cut(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     FreshnessStore(db).record([SourceOutcome(source="hr", ok=False, error="x" * 5000)], at=NOW)
     error = FreshnessStore(db).records()["hr"].last_error
     assert error is not None and 0 < len(error) <= 500

@@ -11,7 +11,7 @@ from keel.contract import parse_contract
 from keel.ingest.ingestor import Ingestor, IngestReport
 from keel.retrieval.search import hybrid_search
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
+from tests.support.database import database_at
 
 CONTRACT = """
 sources:
@@ -30,7 +30,7 @@ class Project:
     def __init__(self, root: Path, embedder: Any, contract: str = CONTRACT) -> None:
         self.docs = root / "docs"
         self.docs.mkdir(parents=True)
-        self.db = Database(root / "keel.db")
+        self.db = database_at(root / "keel.db")
         self.index = IndexStore(root / "index")
         self.embedder = embedder
         self.contract = parse_contract(contract)

@@ -15,7 +15,7 @@ from keel.ingest.ingestor import Ingestor
 from keel.ingest.refresh import SourceRefresher
 from keel.policy.pii import redact
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
+from tests.support.database import database_at
 from tests.support.unreadable import make_unreadable, restore
 
 CONTRACT = parse_contract(
@@ -46,7 +46,7 @@ class Setup:
             (self.docs / rel).parent.mkdir(parents=True, exist_ok=True)
             (self.docs / rel).write_text(text, encoding="utf-8")
         self.clock = Clock()
-        self.db = Database(root / "keel.db")
+        self.db = database_at(root / "keel.db")
         self.audit = AuditLog(self.db, redact=redact)
         self.ingestor = Ingestor(
             contract=CONTRACT,

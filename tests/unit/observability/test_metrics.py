@@ -15,6 +15,7 @@ from keel.observability.metrics import FORECAST_REFRESH_S, ServiceMetrics
 from keel.ops.costs import CostLedger
 from keel.routing.budgets import BudgetGuard
 from keel.store import Database
+from tests.support.database import database_at
 
 NOW = dt.datetime(2026, 3, 15, tzinfo=dt.UTC).timestamp()  # midnight: the rate is the week's mean alone
 CONTRACT = Contract(
@@ -34,7 +35,7 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "k.db")
+    database = database_at(tmp_path / "k.db")
     yield database
     database.close()
 

@@ -10,6 +10,7 @@ import pytest
 
 from keel.ops.anomaly import detect_anomalies
 from keel.store import Database
+from tests.support.database import database_at
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0 - (1_800_000_000.0 % HOUR) + 60  # one minute into an hour
@@ -17,7 +18,7 @@ NOW = 1_800_000_000.0 - (1_800_000_000.0 % HOUR) + 60  # one minute into an hour
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "k.db")
+    database = database_at(tmp_path / "k.db")
     yield database
     database.close()
 

@@ -13,6 +13,7 @@ import pytest
 from keel.contract import DriftSettings
 from keel.ops.drift import compute_drift, kl_divergence
 from keel.store import Database
+from tests.support.database import database_at
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -36,7 +37,7 @@ IT = [
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "k.db")
+    database = database_at(tmp_path / "k.db")
     yield database
     database.close()
 
@@ -122,7 +123,7 @@ def test_keel_drift_exports_a_redacted_dataset_when_the_contract_says_so(tmp_pat
     (tmp_path / "keel.yaml").write_text(
         "drift: {min_requests: 20, on_drift: [export_finetune], export_dir: exports/drift}\n", encoding="utf-8"
     )
-    db = Database(tmp_path / ".keel" / "keel.db")
+    db = database_at(tmp_path / ".keel" / "keel.db")
     now = time.time()
     seed_window(db, now - 3 * DAY, [f"{q} Mail me at {EMAIL}" for q in HR * 5], mode="answer")
     seed_window(db, now - 0.5 * DAY, IT * 5, mode="refused")
@@ -140,7 +141,7 @@ def test_keel_drift_exports_a_redacted_dataset_when_the_contract_says_so(tmp_pat
     assert manifest["examples"] == actions["export"]["examples"] == 10  # five approved, five corrections
     rows = (out / "finetune.jsonl").read_text(encoding="utf-8")
     assert EMAIL not in rows and "7946 0958" not in rows and "[REDACTED:email]" in rows
-    db = Database(tmp_path / ".keel" / "keel.db")
+    db = database_at(tmp_path / ".keel" / "keel.db")
     audit = AuditLog(db, redact=redact)
     try:
         assert [r.action for r in audit.records()] == ["drift.detected", "finetune.export"]

@@ -16,6 +16,7 @@ from keel.ops.drift import DriftReport
 from keel.ops.drift_actions import act_on_drift
 from keel.policy.pii import redact
 from keel.store import Database
+from tests.support.database import database_at
 from tests.support.webhook import WebhookHandler, webhook_receiver
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
@@ -31,7 +32,7 @@ EMAIL, PHONE = "ana.lopez@example.org", "+44 20 7946 0958"
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "keel.db")
+    database = database_at(tmp_path / "keel.db")
     yield database
     database.close()
 

@@ -12,11 +12,12 @@ import pytest
 from keel.ops.finetune import export_finetune
 from keel.policy.pii import redact
 from keel.store import Database
+from tests.support.database import database_at
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "k.db")
+    database = database_at(tmp_path / "k.db")
     yield database
     database.close()
 

@@ -12,7 +12,7 @@ import pytest
 from keel.contract import Budget
 from keel.ops.costs import CostLedger
 from keel.ops.forecast import CostForecast, Forecast, forecast_costs
-from keel.store import Database
+from tests.support.database import database_at
 
 
 def at(text: str) -> float:
@@ -25,7 +25,7 @@ NOW = at("2026-03-15 12:00")
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[CostLedger]:
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     yield CostLedger(db)
     db.close()
 

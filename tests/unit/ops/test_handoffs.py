@@ -8,12 +8,12 @@ import pytest
 
 from keel.errors import InvalidRequest, NotFound
 from keel.ops.handoffs import HandoffStore
-from keel.store import Database
+from tests.support.database import database_at
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> HandoffStore:
-    return HandoffStore(Database(tmp_path / "k.db"))
+    return HandoffStore(database_at(tmp_path / "k.db"))
 
 
 def test_lifecycle_open_answered_closed(store: HandoffStore) -> None:

@@ -11,6 +11,7 @@ import pytest
 from keel.contract import BurnRateAlert, SloSettings
 from keel.ops.slo import AlertState, SloReport, compute_slo, hourly_series, notify, sparkline
 from keel.store import Database
+from tests.support.database import database_at
 from tests.support.webhook import WebhookHandler, webhook_receiver
 
 NOW = 1_800_000_000.0
@@ -24,7 +25,7 @@ SLO = SloSettings(
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "k.db")
+    database = database_at(tmp_path / "k.db")
     yield database
     database.close()
 
@@ -181,14 +182,14 @@ def test_keel_slo_prints_json_and_exits_1_while_an_alert_fires(tmp_path: Path) -
 
     (tmp_path / "docs").mkdir()
     (tmp_path / "keel.yaml").write_text("slo: {availability: 0.99}\n", encoding="utf-8")
-    database = Database(tmp_path / ".keel" / "keel.db")
+    database = database_at(tmp_path / ".keel" / "keel.db")
     now = time.time()
     _add(database, [(now - 5 - i, 200, 20.0) for i in range(5)])
     database.close()
     quiet = CliRunner().invoke(main, ["--project", str(tmp_path), "slo", "--json"])
     assert quiet.exit_code == 0, quiet.output
     assert json.loads(quiet.output)["availability"] == 1.0
-    database = Database(tmp_path / ".keel" / "keel.db")
+    database = database_at(tmp_path / ".keel" / "keel.db")
     _add(database, [(now - 1 - i / 10, 503, 5.0) for i in range(40)])
     database.close()
     firing = CliRunner().invoke(main, ["--project", str(tmp_path), "slo", "--json"])
@@ -208,7 +209,7 @@ def test_keel_slo_reports_the_latency_burn_and_exits_1_while_it_fires(tmp_path: 
         "slo: {p95_latency_ms: 200, burn_rate_alerts: [{long_minutes: 60, short_minutes: 5, threshold: 2}]}\n",
         encoding="utf-8",
     )
-    database = Database(tmp_path / ".keel" / "keel.db")
+    database = database_at(tmp_path / ".keel" / "keel.db")
     now = time.time()
     _add(database, [(now - 30 - i, 200, 50.0) for i in range(20)])
     database.close()
@@ -218,7 +219,7 @@ def test_keel_slo_reports_the_latency_burn_and_exits_1_while_it_fires(tmp_path: 
     assert body["latency_budget_remaining"] == 1.0 and body["slow"] == 0
     assert [(a["slo"], a["firing"]) for a in body["alerts"]] == [("availability", False), ("latency", False)]
     assert body["last_24h"][-1]["slow_rate"] == 0.0
-    database = Database(tmp_path / ".keel" / "keel.db")
+    database = database_at(tmp_path / ".keel" / "keel.db")
     _add(database, [(now - 1 - i / 10, 200, 400.0) for i in range(20)])
     database.close()
     firing = CliRunner().invoke(main, ["--project", str(tmp_path), "slo", "--json"])

@@ -11,7 +11,7 @@ from keel.audit import AuditLog
 from keel.contract import parse_contract
 from keel.ops.watch import Watch
 from keel.policy.pii import redact
-from keel.store import Database
+from tests.support.database import database_at
 from tests.support.webhook import WebhookHandler, webhook_receiver
 from tests.unit.ops.test_slo import _add
 
@@ -29,7 +29,7 @@ def test_an_alert_is_raised_once_and_resolved_once(tmp_path: Path, receiver: str
         "slo:\n  availability: 0.99\n  alert_webhook: " + receiver + "\n"
         "  burn_rate_alerts: [{long_minutes: 60, short_minutes: 5, threshold: 10}]\n"
     )
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     audit = AuditLog(db, redact=redact)
     clock = [NOW]
     watch = Watch(contract, db=db, audit=audit, clock=lambda: clock[0])
@@ -54,7 +54,7 @@ def test_a_latency_alert_is_raised_and_resolved_apart_from_availability(tmp_path
         "slo:\n  p95_latency_ms: 200\n  availability: 0.99\n  alert_webhook: " + receiver + "\n"
         "  burn_rate_alerts: [{long_minutes: 60, short_minutes: 5, threshold: 10}]\n"
     )
-    db = Database(tmp_path / "k.db")
+    db = database_at(tmp_path / "k.db")
     audit = AuditLog(db, redact=redact)
     clock = [NOW]
     watch = Watch(contract, db=db, audit=audit, clock=lambda: clock[0])

@@ -11,6 +11,7 @@ from keel.releases.canary import judge_canary
 from keel.releases.registry import ReleaseState
 from keel.releases.shadow import citation_overlap, shadow_report
 from keel.store import Database
+from tests.support.database import database_at
 
 
 def _trace(
@@ -44,7 +45,7 @@ POLICY = CanaryPolicy(min_requests=10)
 
 
 def test_a_healthy_canary_is_kept(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     for n in range(20):
         _trace(db, n, release="r1")
         _trace(db, n, release="r2")
@@ -53,7 +54,7 @@ def test_a_healthy_canary_is_kept(tmp_path: Path) -> None:
 
 
 def test_a_failing_or_slow_canary_is_rolled_back_naming_the_breach(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     for n in range(20):
         _trace(db, n, release="r1", latency=40)
         _trace(db, n, release="r2", status=502 if n % 4 == 0 else 200, latency=400)
@@ -63,7 +64,7 @@ def test_a_failing_or_slow_canary_is_rolled_back_naming_the_breach(tmp_path: Pat
 
 
 def test_no_verdict_before_enough_candidate_traffic(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     for n in range(5):
         _trace(db, n, release="r2", status=500)
     verdict = judge_canary(db, STATE, POLICY)
@@ -78,7 +79,7 @@ def test_citation_overlap_is_jaccard_and_full_when_both_cite_nothing() -> None:
 
 
 def test_the_shadow_report_lists_the_worst_disagreements_first(tmp_path: Path) -> None:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     rows = [
         ("req_1", {"mode_agree": True, "similarity": 0.95, "citation_overlap": 1.0, "error": None}),
         ("req_2", {"mode_agree": False, "similarity": 0.2, "citation_overlap": 0.0, "error": None}),

@@ -12,6 +12,7 @@ from keel.errors import Conflict, InvalidRequest, NotFound
 from keel.policy.pii import redact
 from keel.releases.registry import ReleaseRegistry, canary_bucket
 from keel.store import Database
+from tests.support.database import database_at
 
 CONTRACT = """
 models:
@@ -27,7 +28,7 @@ apps:
 
 
 def _registry(tmp_path: Path, contract: str = CONTRACT) -> tuple[ReleaseRegistry, AuditLog, Database]:
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     audit = AuditLog(db, redact=redact)
     return ReleaseRegistry(parse_contract(contract), db=db, audit=audit), audit, db
 

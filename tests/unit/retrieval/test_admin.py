@@ -11,7 +11,7 @@ from keel.errors import IndexVersionError
 from keel.policy.pii import redact
 from keel.retrieval.admin import IndexAdmin, describe_versions, parse_version
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
+from tests.support.database import database_at
 from tests.unit.retrieval.builders import passage, publish
 
 
@@ -19,7 +19,7 @@ def test_activate_and_rollback_are_audited_and_failures_are_not(tmp_path: Path) 
     store = IndexStore(tmp_path / "index")
     for i in (1, 2):
         publish(store, [passage("a.md", f"Text {i}.")])
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     audit = AuditLog(db, redact=redact)
     admin = IndexAdmin(store, audit)
     admin.activate("cli:ana", 1)

@@ -11,8 +11,8 @@ from keel.contract import ChunkingSettings
 from keel.errors import IndexVersionError
 from keel.retrieval.quality import acl_gaps, near_duplicates, quality_report, size_stats
 from keel.retrieval.versions import IndexStore
-from keel.store import Database
 from keel.tracing import TraceRecord, TraceStore
+from tests.support.database import database_at
 from tests.unit.retrieval.builders import passage, publish
 
 CHUNKING = ChunkingSettings(min_words=5, max_words=20)
@@ -83,7 +83,7 @@ def test_report_counts_duplicates_sizes_and_documents_not_retrieved_in_the_windo
     leave, copy = passage("leave.md", BASE), passage("copy.md", BASE)
     pay, tiny = passage("pay.md", "Salary is paid monthly on the 25th."), passage("note.md", "See HR.")
     publish(store, [leave, pay, tiny, copy])
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     traces = TraceStore(db)
     now = time.time()
     _trace(traces, "r-old", now - 40 * 86400, [pay.chunk_id])
@@ -107,7 +107,7 @@ def test_report_counts_duplicates_sizes_and_documents_not_retrieved_in_the_windo
 def test_report_notes_when_no_request_was_traced(tmp_path: Path) -> None:
     store = IndexStore(tmp_path / "index")
     publish(store, [passage("a.md", BASE)])
-    db = Database(tmp_path / "keel.db")
+    db = database_at(tmp_path / "keel.db")
     report = quality_report(store, chunking=CHUNKING, db=db)
     assert report.unretrieved is not None and len(report.unretrieved.documents) == 1
     assert report.notes and "no request retrieved anything" in report.notes[0]

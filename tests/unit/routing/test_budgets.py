@@ -10,12 +10,12 @@ import pytest
 from keel.contract import Budget
 from keel.ops.costs import CostLedger, period_key
 from keel.routing.budgets import BudgetGuard
-from keel.store import Database
+from tests.support.database import database_at
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> CostLedger:
-    return CostLedger(Database(tmp_path / "k.db"))
+    return CostLedger(database_at(tmp_path / "k.db"))
 
 
 def record(ledger: CostLedger, rid: str, cost: float, *, app: str = "default", tenant: str = "t") -> None:

@@ -14,6 +14,7 @@ from keel.project import Project
 from keel.runtime import Runtime
 from keel.server import create_app
 from keel.settings import Settings
+from tests.support.database import project_database
 
 
 class ExplodingPipeline:
@@ -25,7 +26,9 @@ class ExplodingPipeline:
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    project = Project(root=tmp_path, data_dir=tmp_path / ".keel", contract=parse_contract(""))
+    project = Project(
+        root=tmp_path, data_dir=tmp_path / ".keel", contract=parse_contract(""), **project_database(tmp_path / ".keel")
+    )
     runtime = Runtime(project)
     runtime.pipeline = ExplodingPipeline()  # type: ignore[assignment]
     app = create_app(Settings(project=tmp_path, max_body_bytes=100))

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from keel.store import Database
+from keel.store import SqliteDatabase
 from keel.store.schema import MIGRATIONS
 
 
 def test_schema_is_applied_on_first_use(tmp_path: Path) -> None:
-    db = Database(tmp_path / "k.db")
+    db = SqliteDatabase(tmp_path / "k.db")
     assert db.schema_version() == len(MIGRATIONS)
     tables = {r[0] for r in db.connection().execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"api_keys", "documents", "chunks", "index_versions", "traces"} <= tables
 
 
 def test_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
-    db = Database(tmp_path / "k.db")
+    db = SqliteDatabase(tmp_path / "k.db")
     with pytest.raises(RuntimeError), db.transaction() as conn:
         conn.execute(
             "INSERT INTO api_keys (key_id, secret_hash, principal_id, tenant, groups_json, roles_json, label,"
@@ -30,7 +30,7 @@ def test_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
-    db = Database(tmp_path / "k.db")
+    db = SqliteDatabase(tmp_path / "k.db")
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(id(db.connection()))) for _ in range(3)]
     for t in threads:
@@ -42,7 +42,7 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
 
 
 def test_many_threads_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
-    db = Database(tmp_path / "k.db")
+    db = SqliteDatabase(tmp_path / "k.db")
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 

@@ -18,6 +18,7 @@ import numpy as np
 from keel.contract import Contract
 from keel.ops.costs import CostLedger
 from keel.store import Database
+from keel.store.json_sql import json_text
 
 __all__ = ["Overview", "tenant_overview"]
 
@@ -57,8 +58,8 @@ def tenant_overview(
     rows = (
         db.connection()
         .execute(
-            "SELECT created_at, status, latency_ms, mode, json_extract(data_json, '$.response.cache') AS cache"
-            " FROM traces WHERE tenant = ? AND created_at >= ? AND status != ?",
+            f"SELECT created_at, status, latency_ms, mode, {json_text(db.dialect, 'data_json', 'response.cache')}"
+            " AS cache FROM traces WHERE tenant = ? AND created_at >= ? AND status != ?",
             (tenant, window_start, STATUS_CLIENT_CLOSED),
         )
         .fetchall()

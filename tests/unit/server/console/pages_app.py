@@ -17,6 +17,7 @@ from keel.project import Project
 from keel.runtime import Runtime
 from keel.server import create_app
 from keel.settings import Settings
+from tests.support.database import project_database
 
 CONTRACT = """
 sources:
@@ -52,7 +53,12 @@ class Console:
 @contextmanager
 def console(tmp_path: Path) -> Iterator[Console]:
     """A console over an empty project under :data:`CONTRACT` (callers add the data they need)."""
-    project = Project(root=tmp_path, data_dir=tmp_path / ".keel", contract=parse_contract(CONTRACT))
+    project = Project(
+        root=tmp_path,
+        data_dir=tmp_path / ".keel",
+        contract=parse_contract(CONTRACT),
+        **project_database(tmp_path / ".keel"),
+    )
     runtime = Runtime(project)
     roles = {"reviewer": ["reviewer"], "admin": ["admin"], "user": ["user"]}
     keys = {
