@@ -313,7 +313,12 @@ class Runtime:
         status: dict[str, ComponentStatus] = {}
         try:
             self.db.schema_version()
-            status["store"] = ComponentStatus(ready=True, detail=f"sqlite {self.project.database_path.name}")
+            where = (
+                self.project.database_path.name
+                if self.db.dialect == "sqlite"
+                else f"schema {self.project.database_schema}"
+            )
+            status["store"] = ComponentStatus(ready=True, detail=f"{self.db.dialect} {where}")
         except Exception as exc:  # report, never raise, from a health check
             status["store"] = ComponentStatus(ready=False, detail=type(exc).__name__)
         try:
@@ -321,7 +326,10 @@ class Runtime:
             # No passage count here: /readyz is unauthenticated and counts include restricted documents.
             status["index"] = ComponentStatus(ready=True, detail=f"version {snapshot.version}")
         except NotReady:
-            status["index"] = ComponentStatus(ready=False, detail="no index built: run `keel ingest`")
+            # Required only when an app grounds its answers: a gateway-only deployment serves without one.
+            needed = any(app.retrieval for app in self.contract.apps)
+            detail = "no index built: run `keel ingest`" if needed else "none (no app uses retrieval)"
+            status["index"] = ComponentStatus(ready=not needed, detail=detail)
         except Exception as exc:
             status["index"] = ComponentStatus(ready=False, detail=type(exc).__name__)
         if self.contract.sources:
