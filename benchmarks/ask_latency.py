@@ -54,13 +54,14 @@ def prepare(workdir: Path) -> tuple[Path, dict[str, str], list[dict[str, Any]]]:
     from keel.contract import load_contract
     from keel.identity import KeyStore
     from keel.ingest.ingestor import Ingestor
+    from keel.project import Project
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.retrieval.versions import IndexStore
-    from keel.store import Database
+    from keel.settings import Settings
 
     root = workdir / "acme"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".keel"))
-    db = Database(root / ".keel" / "keel.db")
+    db = Project.open(Settings(project=root)).open_database()
     embedder = MiniLMEmbedder(cache_dir=root / ".keel" / "cache")
     embedder.warm_up()
     started = time.perf_counter()

@@ -177,11 +177,12 @@ class Ingest:
         """Construct the product's ingestor as ``keel ingest`` does."""
         from keel.contract import load_contract
         from keel.ingest.ingestor import Ingestor
+        from keel.project import Project
         from keel.retrieval.versions import IndexStore
-        from keel.store import Database
+        from keel.settings import Settings
 
         timed = TimedEmbedder(embedder)
-        db = Database(root / ".keel" / "keel.db")
+        db = Project.open(Settings(project=root)).open_database()
         ingestor = Ingestor(
             contract=load_contract(root / "keel.yaml"),
             docs_dir=root / "docs",

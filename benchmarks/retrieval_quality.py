@@ -81,12 +81,13 @@ def score(
 def ingest(root: Path) -> tuple[Any, Any]:
     from keel.contract import load_contract
     from keel.ingest.ingestor import Ingestor
+    from keel.project import Project
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.retrieval.versions import IndexStore
-    from keel.store import Database
+    from keel.settings import Settings
 
     embedder = MiniLMEmbedder(cache_dir=root / ".keel" / "cache")
-    db = Database(root / ".keel" / "keel.db")
+    db = Project.open(Settings(project=root)).open_database()
     report = Ingestor(
         contract=load_contract(root / "keel.yaml"),
         docs_dir=root / "docs",

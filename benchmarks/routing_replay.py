@@ -151,16 +151,17 @@ def main() -> None:
 
     from keel.contract import load_contract
     from keel.ingest.ingestor import Ingestor
+    from keel.project import Project
     from keel.retrieval.embedder import MiniLMEmbedder
     from keel.retrieval.versions import IndexStore
-    from keel.store import Database
+    from keel.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="keel-replay-") as tmp:
         root = Path(tmp) / "acme"
         shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".keel"))
         contract = load_contract(root / "keel.yaml")
         embedder = MiniLMEmbedder(cache_dir=root / ".keel" / "cache")
-        db = Database(root / ".keel" / "keel.db")
+        db = Project.open(Settings(project=root)).open_database()
         Ingestor(
             contract=contract,
             docs_dir=root / "docs",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.database import database_at
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9,.'-]*[A-Za-z0-9]")
 
@@ -30,8 +31,8 @@ class Document:
 
 
 def documents(root: Path) -> list[Document]:
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
-    conn.row_factory = sqlite3.Row
+    db = database_at(root / ".keel" / "keel.db")
+    conn = db.connection()
     try:
         docs = conn.execute("SELECT doc_id, path, title, groups_json FROM documents ORDER BY path").fetchall()
         out = []
@@ -51,7 +52,7 @@ def documents(root: Path) -> list[Document]:
             )
         return out
     finally:
-        conn.close()
+        db.close()
 
 
 def distinctive_markers(

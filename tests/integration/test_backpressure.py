@@ -8,7 +8,6 @@ requests answer 503, the process exits 0 and every finished request's trace is s
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
+from tests.support.database import database_at
 from tests.support.fault_upstream import FaultUpstream
 
 CONTRACT = """
@@ -174,10 +174,10 @@ def test_sigterm_drains_requests_in_flight_then_exits_cleanly_with_every_trace_s
     finally:
         upstream.state.mode = "ok"
         stop_server(server)
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        stored = {r[0]: r[1] for r in conn.execute("SELECT request_id, status FROM traces")}
+        stored = {r[0]: r[1] for r in db.connection().execute("SELECT request_id, status FROM traces")}
     finally:
-        conn.close()
+        db.close()
     assert stored.get("drain-0") == 200 and stored.get("drain-1") == 200
     assert "after-sigterm" not in stored  # refused before the pipeline

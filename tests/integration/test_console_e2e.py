@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import yaml
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
+from tests.support.database import database_at
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -99,12 +99,12 @@ class Console:
 
 
 def _hr_contents(root: Path) -> tuple[list[str], list[str]]:
-    db = sqlite3.connect(f"file:{root / '.keel' / 'keel.db'}?mode=ro", uri=True)
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        chunks = [
-            r[0] for r in db.execute("SELECT chunk_id FROM chunks JOIN documents USING (doc_id) WHERE source = 'hr'")
-        ]
-        titles = [r[0] for r in db.execute("SELECT title FROM documents WHERE source = 'hr'")]
+        conn = db.connection()
+        sql = "SELECT chunk_id FROM chunks JOIN documents USING (doc_id) WHERE source = 'hr'"
+        chunks = [r[0] for r in conn.execute(sql)]
+        titles = [r[0] for r in conn.execute("SELECT title FROM documents WHERE source = 'hr'")]
     finally:
         db.close()
     return chunks, titles

@@ -6,7 +6,6 @@ drift, audits it, and tells the webhook."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -79,11 +78,11 @@ def seed_last_week(root: Path) -> None:
 
 
 def stored_traces(root: Path) -> int:
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
+        return int(db.connection().execute("SELECT COUNT(*) FROM traces").fetchone()[0])
     finally:
-        conn.close()
+        db.close()
 
 
 def test_a_drift_exports_a_redacted_dataset_and_alerts(tmp_path: Path, embedder: Any, hook: str) -> None:

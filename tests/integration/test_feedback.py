@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 
 import httpx
 
 from tests.integration.conftest import SampleProject, auth
+from tests.support.database import database_at
 
 QUESTION = "How many days of annual leave do employees get each year?"
 
@@ -47,11 +47,12 @@ def test_feedback_and_outcomes_are_recorded_for_the_asker_and_reported(
     bad_rating = client.post("/v1/feedback", json={"request_id": rid, "rating": "meh"}, headers=auth(sam))
     assert bad_rating.status_code == 400
 
-    conn = sqlite3.connect(sample_project.root / ".keel" / "keel.db")
+    db = database_at(sample_project.root / ".keel" / "keel.db")
     try:
-        stored = conn.execute("SELECT comment, correction FROM feedback WHERE request_id = ?", (rid,)).fetchone()
+        sql = "SELECT comment, correction FROM feedback WHERE request_id = ?"
+        stored = db.connection().execute(sql, (rid,)).fetchone()
     finally:
-        conn.close()
+        db.close()
     assert "sam.private@example.org" not in stored[0] and "[REDACTED:email]" in stored[0]
     assert stored[1] == "27 days, plus public holidays."
 

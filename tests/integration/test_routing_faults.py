@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,11 +86,11 @@ class Session:
 
 
 def spend_rows(project: Project) -> list[tuple[str, str, float]]:
-    conn = sqlite3.connect(project.database_path)
+    db = project.open_database()
     try:
-        return [(r[0], r[1], r[2]) for r in conn.execute("SELECT request_id, model, cost_usd FROM spend")]
+        return [(r[0], r[1], r[2]) for r in db.connection().execute("SELECT request_id, model, cost_usd FROM spend")]
     finally:
-        conn.close()
+        db.close()
 
 
 def test_healthy_upstream_serves_and_is_charged_once(project: Project, upstream: FaultUpstream) -> None:

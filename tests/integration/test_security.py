@@ -4,7 +4,6 @@ other tenants, forged tokens, rate limits, PII in every store, the admin API and
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
+from tests.support.database import database_at
 from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, claims, hmac_token, rsa_key, unsigned_token, write_jwks
 
 CONTRACT = f"""
@@ -239,14 +239,13 @@ def test_seeded_pii_never_lands_raw_in_traces_audit_logs_or_exports(served: Serv
         (served.root / "server.log").read_bytes(),
         (served.root / "audit.jsonl").read_bytes(),
     ]
-    conn = sqlite3.connect(served.root / ".keel" / "keel.db")
+    db = database_at(served.root / ".keel" / "keel.db")
     try:
         for table in ("traces", "audit_log", "handoffs"):
-            haystacks.append(
-                json.dumps([list(map(str, row)) for row in conn.execute(f"SELECT * FROM {table}")]).encode()
-            )
+            rows = db.connection().execute(f"SELECT * FROM {table}")
+            haystacks.append(json.dumps([[str(v) for v in tuple(row)] for row in rows]).encode())
     finally:
-        conn.close()
+        db.close()
     for raw in (SEEDED_EMAIL, SEEDED_CARD, SEEDED_PHONE):
         assert all(raw.encode() not in hay for hay in haystacks), raw
     stored = trace(served, served.keys["sam"], body["request_id"])
@@ -260,12 +259,12 @@ def test_audit_chain_verifies_and_names_an_edited_record(served: Served) -> None
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["ok"] and report["checked"] >= 5
-    conn = sqlite3.connect(served.root / ".keel" / "keel.db")
+    db = database_at(served.root / ".keel" / "keel.db")
     try:
-        with conn:
+        with db.transaction() as conn:
             conn.execute("UPDATE audit_log SET actor = 'nobody' WHERE seq = 3")
     finally:
-        conn.close()
+        db.close()
     bad = keel(served.root, "audit", "verify", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["first_bad_seq"] == 3

@@ -7,7 +7,6 @@ availability alert fires too."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -101,11 +100,11 @@ def ask(served: Served, n: int) -> list[tuple[int, float]]:
 
 
 def traced(root: Path) -> int:
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
+        return int(db.connection().execute("SELECT COUNT(*) FROM traces").fetchone()[0])
     finally:
-        conn.close()
+        db.close()
 
 
 def report_after(served: Served, requests: int) -> SloReport:
@@ -126,12 +125,12 @@ def burns(report: SloReport) -> dict[str, tuple[float, float, bool]]:
 
 
 def audited_alerts(root: Path) -> list[str]:
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        rows = conn.execute("SELECT subject FROM audit_log WHERE action = 'slo.alert' ORDER BY seq").fetchall()
-        return [str(r[0]) for r in rows]
+        sql = "SELECT subject FROM audit_log WHERE action = 'slo.alert' ORDER BY seq"
+        return [str(r[0]) for r in db.connection().execute(sql).fetchall()]
     finally:
-        conn.close()
+        db.close()
 
 
 def wait_for_alert(root: Path, name: str) -> list[str]:

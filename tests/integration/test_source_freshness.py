@@ -5,7 +5,6 @@ failing (keel sources, /readyz, /metrics) and its documents keep being served.""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import RunningServer, auth, small_project, start_server, stop_server
 from tests.integration.corpus import documents
+from tests.support.database import database_at
 from tests.support.unreadable import make_unreadable, restore
 
 LEAVE = "all-staff/annual-leave-policy.md"
@@ -66,16 +66,16 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def backdate(root: Path, source: str, *, hours: float) -> None:
     """Make ``source``'s last ingest ``hours`` old, as if time had passed (no sleeping on a loaded machine)."""
-    conn = sqlite3.connect(root / ".keel" / "keel.db")
+    db = database_at(root / ".keel" / "keel.db")
     try:
-        with conn:
+        with db.transaction() as conn:
             conn.execute(
                 "UPDATE source_freshness SET last_attempt_at = last_attempt_at - ?,"
                 " last_success_at = last_success_at - ? WHERE source = ?",
                 (hours * 3600, hours * 3600, source),
             )
     finally:
-        conn.close()
+        db.close()
 
 
 DUE_CONTRACT = """

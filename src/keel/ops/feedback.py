@@ -19,6 +19,7 @@ from typing import Any, Literal
 from keel.errors import InvalidRequest, NotFound
 from keel.identity import Principal
 from keel.store import Database
+from keel.store.json_sql import json_array_elements
 from keel.tracing import TraceStore
 
 __all__ = ["FeedbackStore", "Rating", "Subject"]
@@ -140,7 +141,7 @@ class FeedbackStore:
         }
 
     def _grouped(self, key: str, clause: str, args: list[object]) -> dict[str, dict[str, Any]]:
-        tag_join = ", json_each(t.tags_json) AS tag" if key.startswith("tag.") else ""
+        tag_join = ", " + json_array_elements(self._db.dialect, "t.tags_json", "tag") if key.startswith("tag.") else ""
         conn = self._db.connection()
         groups: dict[str, dict[str, Any]] = {}
 
@@ -148,7 +149,8 @@ class FeedbackStore:
             return groups.setdefault(name, {"up": 0, "down": 0, "corrections": 0, "outcomes": {}})
 
         for row in conn.execute(
-            f"SELECT {key} AS grp, t.rating AS rating, COUNT(*) AS n, SUM(t.correction IS NOT NULL) AS corrections"
+            f"SELECT {key} AS grp, t.rating AS rating, COUNT(*) AS n,"
+            " SUM(CASE WHEN t.correction IS NOT NULL THEN 1 ELSE 0 END) AS corrections"
             f" FROM feedback AS t{tag_join} WHERE {clause} GROUP BY grp, t.rating",
             args,
         ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from keel.store.database import Dialect
 
-__all__ = ["json_array_length", "json_json", "json_number", "json_text"]
+__all__ = ["json_array_elements", "json_array_length", "json_json", "json_number", "json_text"]
 
 
 def _sqlite_path(path: str) -> str:
@@ -48,3 +48,13 @@ def json_array_length(dialect: Dialect, column: str, path: str) -> str:
         value = _pg_path(column, path)
         return f"(CASE WHEN jsonb_typeof({value}) = 'array' THEN jsonb_array_length({value}) END)"
     return f"json_array_length({column}, {_sqlite_path(path)})"
+
+
+def json_array_elements(dialect: Dialect, column: str, alias: str) -> str:
+    """A table of the strings in the JSON array ``column``, one row each, as ``alias.value``.
+
+    For a ``FROM`` list: ``FROM t, {json_array_elements(...)}``.
+    """
+    if dialect == "postgresql":
+        return f"jsonb_array_elements_text({column}::jsonb) AS {alias}(value)"
+    return f"json_each({column}) AS {alias}"
