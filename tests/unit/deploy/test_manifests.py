@@ -41,7 +41,17 @@ def one(kind: str) -> Manifest:
 
 
 def pod_specs() -> list[tuple[str, Manifest]]:
-    return [(kind, one(kind)["spec"]["template"]["spec"]) for kind in ("Deployment", "Job")]
+    """The Deployment's and every Job's pod spec, named ``Kind/name``."""
+    return [
+        (f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"])
+        for _, doc in manifests()
+        if doc["kind"] in ("Deployment", "Job")
+    ]
+
+
+def job(name: str) -> Manifest:
+    (found,) = [doc for _, doc in manifests() if doc["kind"] == "Job" and doc["metadata"]["name"] == name]
+    return found
 
 
 def container() -> Manifest:
@@ -116,9 +126,9 @@ def test_pods_match_their_own_affinity_so_the_first_one_can_be_scheduled() -> No
     (term,) = one("Deployment")["spec"]["template"]["spec"]["affinity"]["podAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]
-    for kind in ("Deployment", "Job"):
-        labels = one(kind)["spec"]["template"]["metadata"]["labels"]
-        assert term["labelSelector"]["matchLabels"].items() <= labels.items(), kind
+    for doc in [one("Deployment"), job("keel-ingest"), job("keel-migrate")]:
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert term["labelSelector"]["matchLabels"].items() <= labels.items(), doc["metadata"]["name"]
 
 
 def test_every_secret_key_ref_names_a_key_of_the_secret_template() -> None:
@@ -131,7 +141,19 @@ def test_every_secret_key_ref_names_a_key_of_the_secret_template() -> None:
         for ref in refs:
             assert ref["name"] == secret["metadata"]["name"]
             assert ref["key"] in keys
-        assert {r["key"] for r in refs} == keys - {"KEEL_DATABASE_URL"}  # not read by Keel yet
+        assert {r["key"] for r in refs} == keys
+        literal = [e for e in pod["containers"][0]["env"] if e["name"] in keys and "value" in e]
+        assert literal == [], "connection settings come from the Secret, never a literal value"
+
+
+def test_the_migration_job_upgrades_the_schema_with_the_deployments_image_and_settings() -> None:
+    migrate = job("keel-migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert migrate["command"][-3:] == ["db", "upgrade", "--json"]
+    assert migrate["image"] == container()["image"]
+    names = lambda c: [e["name"] for e in c["env"]]  # noqa: E731
+    assert names(migrate) == [n for n in names(container()) if n in names(migrate)]
+    assert {"KEEL_DATABASE_URL", "KEEL_PROJECT", "KEEL_DATA_DIR"} <= set(names(migrate))
+    assert job("keel-migrate")["spec"]["backoffLimit"] >= 1
 
 
 def config_map_contract() -> Contract:
