@@ -56,6 +56,7 @@ from keel.releases.canary import CanaryGuard
 from keel.releases.registry import ReleaseRegistry
 from keel.releases.shadow import ShadowRunner, wait_until_idle
 from keel.retrieval.embedder import MiniLMEmbedder
+from keel.retrieval.pgvector import PgVectorIndex
 from keel.retrieval.versions import IndexStore
 from keel.routing.budgets import BudgetGuard, budget_state
 from keel.routing.cache import answer_cache
@@ -183,6 +184,9 @@ class Runtime:
                 index=self.index,
                 embedder=self.embedder,
                 detector=self.injection if policy.injection.scan_passages else None,
+                dense_index=PgVectorIndex(self.db, dimensions=self.embedder.dim)
+                if self.contract.retrieval.dense_backend == "pgvector"
+                else None,
             ),
             RouteStage(
                 self.contract,

@@ -460,6 +460,11 @@ class RetrievalSettings(_Model):
         le=1,
         description="Passages scoring below this share of the best dense score are not given to generation.",
     )
+    dense_backend: Literal["local", "pgvector"] = Field(
+        "local",
+        description="Where the dense side of a search runs: the index version's own vectors (local), or pgvector"
+        " in the PostgreSQL of KEEL_DATABASE_URL, the ACL filter inside the SQL query (docs/storage.md).",
+    )
 
 
 class CacheSettings(_Model):

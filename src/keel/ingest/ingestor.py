@@ -34,6 +34,7 @@ from keel.ingest.engine import IngestEngine, LocalEngine, ParseJob
 from keel.ingest.freshness import FreshnessStore, SourceOutcome
 from keel.ingest.scan import Scan, scan_docs, source_problems
 from keel.retrieval.embedder import Embedder
+from keel.retrieval.pgvector import PgVectorIndex
 from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
 from keel.retrieval.versions import IndexStore
 from keel.store import Database, Row
@@ -176,6 +177,10 @@ class Ingestor:
         self._keep_versions = keep_versions
         self._clock = clock
         self._freshness = FreshnessStore(db)
+        # retrieval.dense_backend: pgvector: every version's vectors and ACLs also go to PostgreSQL.
+        self._dense = (
+            PgVectorIndex(db, dimensions=embedder.dim) if contract.retrieval.dense_backend == "pgvector" else None
+        )
 
     def run(
         self, *, progress: Progress | None = None, rebuild: bool = False, sources: Collection[str] | None = None
@@ -322,7 +327,7 @@ class Ingestor:
         report.deleted.extend(sorted(deleted))
         rows = self._rows()
         fingerprint = _fingerprint(rows)
-        need_build = rebuild or fingerprint != self._active_fingerprint()
+        need_build = rebuild or fingerprint != self._active_fingerprint() or self._dense_missing()
         report.version = self._publish(rows, fingerprint, report, notify) if need_build else report.previous_version
         if not need_build:
             report.documents = len({r["doc_id"] for r in rows})
@@ -479,6 +484,11 @@ class Ingestor:
             .fetchall()
         )
 
+    def _dense_missing(self) -> bool:
+        """pgvector is on but the active version's vectors are not there (it was turned on since)."""
+        active = self._index.active_version()
+        return self._dense is not None and active is not None and self._dense.count(active) == 0
+
     def _active_fingerprint(self) -> str | None:
         version = self._index.active_version()
         if version is None:
@@ -516,6 +526,8 @@ class Ingestor:
                 passage_terms=[terms(f"{p.heading}\n{p.text}") for p in passages],
                 extra={"created_at": time.time(), "duplicates": len(report.duplicates), "fingerprint": fingerprint},
             )
+            if self._dense is not None:  # before the version is activated: never active without its vectors
+                self._dense.publish(version, vectors, [p.groups for p in passages])
 
         version = self._index.publish(write)
         with self._db.transaction() as tx:
@@ -540,6 +552,8 @@ class Ingestor:
                 ),
             )
         self._index.prune(self._keep_versions, pinned=self._contract.pinned_index_versions())
+        if self._dense is not None:
+            self._dense.retain(self._index.versions())
         notify("index", 1, 1)
         return version
 

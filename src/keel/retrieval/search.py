@@ -11,6 +11,7 @@ same filter inside the probe; a small one is scanned exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,10 @@ __all__ = [
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+
+
+DenseSearch = Callable[[NDArray[np.float32], int], list[tuple[int, float]]]
+"""A dense search over one version for one principal: ``(query_vector, limit) -> [(row, cosine)]``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,18 +136,26 @@ def hybrid_search(
     k: int,
     candidates: int,
     rrf_k: int,
+    dense: DenseSearch | None = None,
 ) -> list[Hit]:
     """Top ``k`` passages readable by ``groups``, lexical and dense fused.
 
     ``query_vector`` may be ``None`` (embedder unavailable): the search is then lexical only.
-    Passages with identical text are collapsed to the best-ranked one.
+    ``dense`` replaces the snapshot's own dense search (pgvector: ``dense(vector, limit)``,
+    filtered by the same groups inside its query). Passages with identical text are
+    collapsed to the best-ranked one.
     """
     view = snapshot.view(groups)
     lexical = lexical_search(snapshot, query, view, limit=candidates)
-    dense = dense_search(snapshot, query_vector, view, limit=candidates) if query_vector is not None else []
-    fused = reciprocal_rank_fusion([lexical, dense], k=rrf_k)
+    if query_vector is None:
+        dense_hits: list[tuple[int, float]] = []
+    elif dense is not None:
+        dense_hits = dense(query_vector, candidates)
+    else:
+        dense_hits = dense_search(snapshot, query_vector, view, limit=candidates)
+    fused = reciprocal_rank_fusion([lexical, dense_hits], k=rrf_k)
     lexical_by_row = {row: (rank, score) for rank, (row, score) in enumerate(lexical, start=1)}
-    dense_by_row = {row: (rank, score) for rank, (row, score) in enumerate(dense, start=1)}
+    dense_by_row = {row: (rank, score) for rank, (row, score) in enumerate(dense_hits, start=1)}
     ordered_rows = [row for row, _ in fused]
     hits: list[Hit] = []
     seen_text: set[str] = set()

@@ -12,6 +12,7 @@ from keel.pipeline.passages import neutralise_hits
 from keel.policy.injection import InjectionDetector
 from keel.retrieval.embedder import Embedder
 from keel.retrieval.evidence import PassageEvidence, QuestionTerms, assess_evidence
+from keel.retrieval.pgvector import PgVectorIndex
 from keel.retrieval.search import Hit, hybrid_search, readable_document_frequency
 from keel.retrieval.versions import IndexStore
 from keel.text import content_terms
@@ -34,11 +35,13 @@ class RetrieveStage:
         index: IndexStore,
         embedder: Embedder,
         detector: InjectionDetector | None = None,
+        dense_index: PgVectorIndex | None = None,
     ) -> None:
         self._settings = settings
         self._index = index
         self._embedder = embedder
         self._detector = detector
+        self._dense_index = dense_index
 
     async def run(self, ctx: RequestContext) -> None:
         """Fill ``ctx.hits`` and ``ctx.evidence``."""
@@ -62,7 +65,11 @@ class RetrieveStage:
         groups = ctx.principal.acl_groups
         settings = self._settings
 
+        pg = self._dense_index
+        version = snapshot.version
+
         def search() -> tuple[list[Hit], QuestionTerms]:
+            dense = None if pg is None else (lambda qv, limit: pg.search(version, qv, groups, limit=limit))
             hits = hybrid_search(
                 snapshot,
                 query=ctx.question,
@@ -71,6 +78,7 @@ class RetrieveStage:
                 k=ctx.top_k * 2,
                 candidates=settings.candidates,
                 rrf_k=settings.rrf_k,
+                dense=dense,
             )
             view = snapshot.view(groups)
             doc_freq = readable_document_frequency(snapshot, content_terms(ctx.question), view)
@@ -93,6 +101,7 @@ class RetrieveStage:
             "evidence" if evidence.sufficient else "no_evidence",
             index_version=snapshot.version,
             search="hybrid" if vector is not None else "lexical",
+            dense_backend="pgvector" if pg is not None else "local",
             reason=evidence.reason,
             best_dense=_round(evidence.best_dense),
             best_coverage=round(evidence.best_coverage, 3),
