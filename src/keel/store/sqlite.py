@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -47,7 +48,7 @@ class SqliteDatabase:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=30000")
             if not self._set_up:
-                conn.execute("PRAGMA journal_mode=WAL")
+                _use_wal(conn)
                 self._set_up = True
             if not self._migrated:
                 _migrate(conn)
@@ -95,6 +96,25 @@ class SqliteDatabase:
     def describe(self) -> str:
         """The database file."""
         return f"sqlite:{self.path}"
+
+
+def _use_wal(conn: sqlite3.Connection, *, timeout_s: float = 30.0) -> None:
+    """Switch the file to WAL (it stays so), waiting out other processes' locks.
+
+    The switch takes the database to itself and SQLite does not wait for it (no busy
+    handler): another process's or another ``SqliteDatabase``'s transaction makes it
+    fail at once with "database is locked", so it is retried until ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _migrate(conn: sqlite3.Connection) -> list[int]:

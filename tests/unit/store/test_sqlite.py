@@ -60,3 +60,37 @@ def test_many_threads_opening_a_new_database_at_once_all_succeed(tmp_path: Path)
         t.join()
     assert errors == []
     db.close()
+
+
+def test_database_objects_of_several_replicas_open_a_new_file_at_once(tmp_path: Path) -> None:
+    for attempt in range(15):
+        path = tmp_path / f"k{attempt}.db"
+        databases = [SqliteDatabase(path) for _ in range(4)]
+        barrier = threading.Barrier(len(databases))
+        failures: list[BaseException] = []
+
+        def first_use(
+            db: SqliteDatabase, barrier: threading.Barrier = barrier, failures: list[BaseException] = failures
+        ) -> None:
+            barrier.wait()
+            try:
+                with db.transaction() as tx:
+                    tx.execute(
+                        "INSERT INTO source_freshness (source, last_attempt_at, last_attempt_ok) VALUES (?, 1, 1)",
+                        (str(id(db)),),
+                    )
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=first_use, args=(db,)) for db in databases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        try:
+            assert failures == [], failures
+            count = databases[0].connection().execute("SELECT COUNT(*) FROM source_freshness").fetchone()[0]
+            assert count == len(databases)
+        finally:
+            for db in databases:
+                db.close()
