@@ -123,6 +123,16 @@ class PgCursor:
         return iter(self.fetchall())
 
 
+def _text_safe(parameters: Sequence[Any]) -> tuple[Any, ...]:
+    """The parameters with NUL characters in strings replaced by U+FFFD.
+
+    PostgreSQL text cannot hold NUL (SQLite's can): a client's string with one would
+    otherwise fail the statement. No stored value holds NUL, so a lookup by such a
+    string still finds nothing, and a stored one keeps every other character.
+    """
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in parameters)
+
+
 class PgConnection:
     """One thread's PostgreSQL connection, taking statements with ``?`` placeholders."""
 
@@ -134,12 +144,12 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         cursor = self.raw.cursor()
-        cursor.execute(translate(sql), tuple(parameters) or None)
+        cursor.execute(translate(sql), _text_safe(parameters) or None)
         return PgCursor(cursor)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> PgCursor:
         cursor = self.raw.cursor()
-        cursor.executemany(translate(sql), [tuple(p) for p in parameters])
+        cursor.executemany(translate(sql), [_text_safe(p) for p in parameters])
         return PgCursor(cursor)
 
 

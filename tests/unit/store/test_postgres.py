@@ -133,3 +133,12 @@ def test_audit_appends_from_several_processes_keep_one_valid_chain(postgres_url:
     assert seqs == list(range(1, 61))
     for db in replicas:
         db.close()
+
+
+def test_a_string_with_a_nul_character_is_stored_and_looked_up_without_an_error(db: PostgresDatabase) -> None:
+    sql = upsert_statement("source_freshness", ("source", "last_attempt_at", "last_attempt_ok"), key=("source",))
+    with db.transaction() as tx:
+        tx.execute(sql, ("a\x00b", 1.0, 1))
+    conn = db.connection()
+    assert [r[0] for r in conn.execute("SELECT source FROM source_freshness")] == ["a\ufffdb"]
+    assert conn.execute("SELECT source FROM source_freshness WHERE source = ?", ("\x00",)).fetchone() is None
