@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 
-__all__ = ["bar", "free_port", "percentile"]
+import httpx
+
+__all__ = ["bar", "free_port", "percentile", "wait_ready"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,3 +35,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float = 180) -> None:
+    """Poll ``url`` until it answers 200; fail if ``process`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not become ready")

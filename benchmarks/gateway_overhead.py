@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 import yaml
-from common import free_port, percentile
+from common import free_port, percentile, wait_ready
 
 HERE = Path(__file__).resolve().parent
 LITELLM_VENV = HERE / ".venv-litellm"
@@ -171,20 +171,6 @@ def client_main(argv: list[str]) -> None:
 
 def _pinned(core: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", core, *argv] if shutil.which("taskset") else argv
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not become ready")
 
 
 def _probe(target: dict[str, Any]) -> None:
@@ -470,7 +456,7 @@ def main() -> None:
                     "url": f"http://127.0.0.1:{base_port}/v1/chat/completions",
                     "pid": keel_base.pid,
                 }
-                _wait(f"http://127.0.0.1:{base_port}/healthz", keel_base, "keel serve (baseline)")
+                wait_ready(f"http://127.0.0.1:{base_port}/healthz", keel_base, "keel serve (baseline)")
             if litellm_python is not None:
                 master_key = "sk-" + secrets.token_hex(32)
                 _litellm_config(work / "litellm.yaml", upstream_port, master_key)
@@ -508,10 +494,10 @@ def main() -> None:
                     "pid": litellm.pid,
                     "tree": True,
                 }
-            _wait(f"http://127.0.0.1:{upstream_port}/v1/models", upstream, "fake upstream")
-            _wait(f"http://127.0.0.1:{keel_port}/healthz", keel, "keel serve")  # /readyz wants an index
+            wait_ready(f"http://127.0.0.1:{upstream_port}/v1/models", upstream, "fake upstream")
+            wait_ready(f"http://127.0.0.1:{keel_port}/healthz", keel, "keel serve")  # /readyz wants an index
             if litellm_python is not None:
-                _wait(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, "litellm proxy", 300)
+                wait_ready(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, "litellm proxy", 300)
             for name in targets:
                 _probe(base[name])
             print(f"keel serve PID {keel.pid} (for a profiler); targets: {', '.join(targets)}", flush=True)

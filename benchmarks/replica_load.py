@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 import yaml
-from common import free_port, percentile
+from common import free_port, percentile, wait_ready
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,20 +45,6 @@ from tests.support.postgres_server import start_postgres, stop_postgres  # noqa:
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 PROMPT = "What is the annual leave allowance for employees?"
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not become ready")
 
 
 def _project(root: Path, upstream_port: int) -> None:
@@ -154,7 +140,7 @@ def _serve(root: Path, env: dict[str, str], logs: Path, index: int) -> tuple[sub
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    _wait(url + "/readyz", process, f"replica {index}")
+    wait_ready(url + "/readyz", process, f"replica {index}")
     return process, url
 
 
@@ -181,7 +167,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     )
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        _wait(f"http://127.0.0.1:{upstream_port}/v1/models", upstream, "the fake upstream")
+        wait_ready(f"http://127.0.0.1:{upstream_port}/v1/models", upstream, "the fake upstream")
         root = workdir / "proj"
         _project(root, upstream_port)
         env = {
