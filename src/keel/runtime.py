@@ -403,6 +403,7 @@ class Runtime:
         """Finish shadow copies; flush traces, spans and the audit log; release models and connections."""
         await self.shadow.drain()
         self.traces.close()
+        self.ledger.close()
         if self.otlp is not None:
             await asyncio.to_thread(self.otlp.close)
         self.audit.close()

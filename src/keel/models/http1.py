@@ -229,6 +229,7 @@ class Response:
         self._conn = connection
         self.status_code = connection.status
         self.headers: Mapping[str, str] = connection.headers
+        self._partial = b""
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (chunked encoding already removed)."""
@@ -242,18 +243,35 @@ class Response:
                 return
             await conn.wait()
 
+    async def next_lines(self, deadline: float | None = None) -> list[str]:
+        """The body lines that have arrived (``\\n`` or ``\\r\\n`` ends one; UTF-8), waiting for at least one.
+
+        Waits until ``deadline`` (the running loop's clock) at most, then raises
+        ``TimeoutError``; an empty list means the body has ended. Lines already
+        buffered are returned without arming a timer, so a burst of server-sent events
+        costs one call.
+        """
+        conn = self._conn
+        while True:
+            while (chunk := conn.take()) is not None:
+                self._partial += chunk
+            if b"\n" in self._partial:
+                *lines, self._partial = self._partial.split(b"\n")
+                return [line.removesuffix(b"\r").decode("utf-8", "replace") for line in lines]
+            if conn.complete:
+                rest, self._partial = self._partial, b""
+                return [rest.removesuffix(b"\r").decode("utf-8", "replace")] if rest else []
+            if deadline is None:
+                await conn.wait()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await conn.wait()
+
     async def iter_lines(self) -> AsyncIterator[str]:
-        """Body lines as they arrive (``\\n`` or ``\\r\\n`` ends a line; UTF-8)."""
-        pending = b""
-        async for chunk in self.iter_bytes():
-            pending += chunk
-            if b"\n" not in chunk:
-                continue
-            *lines, pending = pending.split(b"\n")
+        """Body lines as they arrive."""
+        while lines := await self.next_lines():
             for line in lines:
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
-        if pending:
-            yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+                yield line
 
     async def read(self) -> bytes:
         """The whole (remaining) body."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -46,7 +45,7 @@ class _UpstreamResponse(Protocol):
     status_code: int
     headers: Mapping[str, str]
 
-    def iter_lines(self) -> AsyncIterator[str]: ...
+    async def next_lines(self, deadline: float) -> list[str]: ...
 
     async def read(self) -> bytes: ...
 
@@ -83,11 +82,16 @@ class _LeanTransport:
 class _HttpxResponse:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self._lines = response.aiter_lines()
         self.status_code = response.status_code
         self.headers: Mapping[str, str] = response.headers
 
-    def iter_lines(self) -> AsyncIterator[str]:
-        return self._response.aiter_lines()
+    async def next_lines(self, deadline: float) -> list[str]:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return [await anext(self._lines)]
+        except StopAsyncIteration:
+            return []
 
     async def read(self) -> bytes:
         return await self._response.aread()
@@ -172,7 +176,8 @@ class OpenAICompatibleProvider:
         if request.stop:
             body["stop"] = request.stop
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         deadline = started + timeouts.total_s
         first_deadline = min(deadline, started + timeouts.first_token_s)
         parts: list[str] = []
@@ -186,61 +191,51 @@ class OpenAICompatibleProvider:
             stack = contextlib.AsyncExitStack()
             async with stack:
                 try:
-                    async with asyncio.timeout_at(_loop_time(first_deadline)):
+                    async with asyncio.timeout_at(first_deadline):
                         response = await stack.enter_async_context(self._transport.post(payload, headers))
                 except TimeoutError:
                     limit = first_deadline - started
                     raise UpstreamTimeout(f"The model {self.name} did not start answering within {limit:g}s.") from None
                 await _raise_for_status(response, self.name)
-                lines = response.iter_lines()
                 first = True
                 done = False
                 while True:
                     if done:  # after [DONE], only the end of the body (read so the connection is reused)
-                        limit = min(_DRAIN_S, deadline - time.monotonic())
+                        wait_until = min(loop.time() + _DRAIN_S, deadline)
                     elif first:
-                        limit = first_deadline - time.monotonic()
+                        wait_until = first_deadline
                     else:
-                        limit = min(timeouts.stall_s, deadline - time.monotonic())
-                    if limit <= 0:
-                        if done:
-                            break
-                        what = (
-                            f"start answering within {first_deadline - started:g}s"
-                            if first
-                            else (f"finish within {timeouts.total_s:g}s")
-                        )
-                        raise UpstreamTimeout(f"The model {self.name} did not {what}.")
+                        wait_until = min(loop.time() + timeouts.stall_s, deadline)
                     try:
-                        async with asyncio.timeout(limit):  # no task per line, unlike wait_for
-                            line = await anext(lines)
-                    except StopAsyncIteration:
-                        break
+                        lines = await response.next_lines(wait_until)
                     except TimeoutError:
                         if done:
                             break
                         if first:
                             what = f"start answering within {first_deadline - started:g}s"
-                        elif limit < timeouts.stall_s:
+                        elif wait_until >= deadline:
                             what = f"finish within {timeouts.total_s:g}s"
                         else:
                             what = f"continue its answer within {timeouts.stall_s:g}s"
                         raise UpstreamTimeout(f"The model {self.name} did not {what}.") from None
-                    if done or not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        continue
-                    chunk = _parse_chunk(data, self.name)
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content") or ""
-                        if piece:
-                            first = False
-                            parts.append(piece)
-                            yield StreamDelta(text=piece)
-                        finish = choice.get("finish_reason") or finish
+                    if not lines:
+                        break
+                    for line in lines:
+                        if done or not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            done = True
+                            continue
+                        chunk = _parse_chunk(data, self.name)
+                        usage = chunk.get("usage") or usage
+                        for choice in chunk.get("choices") or []:
+                            piece = (choice.get("delta") or {}).get("content") or ""
+                            if piece:
+                                first = False
+                                parts.append(piece)
+                                yield StreamDelta(text=piece)
+                            finish = choice.get("finish_reason") or finish
         except (http1.ConnectTimeout, httpx.ConnectTimeout):
             raise UpstreamTimeout(f"Could not connect to the model {self.name} in {timeouts.connect_s:g}s.") from None
         except httpx.TimeoutException:
@@ -277,12 +272,6 @@ class OpenAICompatibleProvider:
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.aclose()
-
-
-def _loop_time(monotonic_deadline: float) -> float:
-    """A ``time.monotonic`` deadline on the running loop's clock."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (monotonic_deadline - time.monotonic())
 
 
 async def _raise_for_status(response: _UpstreamResponse, name: str) -> None:

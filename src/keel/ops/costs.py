@@ -4,15 +4,22 @@ One row per request that called a model, keyed by the request id and written wit
 the request's running totals, so writing it again (after a second model call, or a
 retried write) never charges twice. Budgets read their spend from here; ``keel
 costs`` reports it.
+
+The request path uses :meth:`CostLedger.submit`: the row is queued for a writer thread
+that commits queued rows in batches, and until it is committed :meth:`CostLedger.spent`
+counts it from memory, so a budget sees a call's cost the moment the call ends.
+:meth:`CostLedger.close` commits whatever is queued.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
 from keel.store import Database
+from keel.store.writer import BackgroundWriter
 
 __all__ = ["CostLedger", "DailySpend", "SpendRow", "period_key"]
 
@@ -47,11 +54,88 @@ class DailySpend:
     cost_usd: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Entry:
+    request_id: str
+    when: float
+    day: str
+    month: str
+    tenant: str
+    app: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+    def row(self) -> tuple[object, ...]:
+        return (
+            self.request_id,
+            self.when,
+            self.day,
+            self.month,
+            self.tenant,
+            self.app,
+            self.model,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost_usd,
+        )
+
+
+_UPSERT = (
+    "INSERT INTO spend (request_id, created_at, day, month, tenant, app, model, prompt_tokens,"
+    " completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(request_id) DO UPDATE SET model = excluded.model,"
+    " prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,"
+    " cost_usd = excluded.cost_usd"
+)
+
+
 class CostLedger:
     """Spend in the project database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._pending: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._writer: BackgroundWriter[_Entry] = BackgroundWriter(
+            self._commit, name="keel-spend-writer", on_done=self._forget
+        )
+
+    def submit(
+        self,
+        *,
+        request_id: str,
+        when: float,
+        tenant: str,
+        app: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+    ) -> None:
+        """Queue a request's spend so far for the writer thread; counted by :meth:`spent` at once."""
+        entry = _entry(
+            request_id=request_id,
+            when=when,
+            tenant=tenant,
+            app=app,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+        )
+        with self._lock:
+            self._pending[request_id] = entry
+        self._writer.submit(entry)
+
+    def flush(self) -> None:
+        """Block until every queued row is committed."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Commit everything queued and stop the writer."""
+        self._writer.close()
 
     def record(
         self,
@@ -65,46 +149,59 @@ class CostLedger:
         completion_tokens: int,
         cost_usd: float,
     ) -> None:
-        """Record a request's spend so far (its running totals; the same request id replaces them)."""
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO spend (request_id, created_at, day, month, tenant, app, model, prompt_tokens,"
-                " completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(request_id) DO UPDATE SET model = excluded.model,"
-                " prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,"
-                " cost_usd = excluded.cost_usd",
-                (
-                    request_id,
-                    when,
-                    period_key("day", when),
-                    period_key("month", when),
-                    tenant,
-                    app,
-                    model,
-                    prompt_tokens,
-                    completion_tokens,
-                    cost_usd,
-                ),
-            )
+        """Record a request's spend so far now (its running totals; the same request id replaces them)."""
+        entry = _entry(
+            request_id=request_id,
+            when=when,
+            tenant=tenant,
+            app=app,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+        )
+        self._commit([entry])
 
     def spent(
         self, *, scope: Literal["app", "tenant"], name: str, period: Literal["day", "month"], when: float
     ) -> float:
-        """Dollars spent by an app or tenant in the period containing ``when``."""
+        """Dollars spent by an app or tenant in the period containing ``when``, queued rows included.
+
+        A queued row for a request whose earlier row is already committed counts both
+        until it is written (a few milliseconds): spend is over-, never under-counted.
+        """
         column = "app" if scope == "app" else "tenant"
         period_column = "day" if period == "day" else "month"
+        key = period_key(period, when)
+        with self._lock:
+            queued = sum(
+                e.cost_usd
+                for e in self._pending.values()
+                if (e.app if scope == "app" else e.tenant) == name and (e.day if period == "day" else e.month) == key
+            )
         row = (
             self._db.connection()
             .execute(
                 f"SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE {column} = ? AND {period_column} = ?",
-                (name, period_key(period, when)),
+                (name, key),
             )
             .fetchone()
         )
-        return float(row[0])
+        return float(row[0]) + queued
+
+    def _commit(self, entries: list[_Entry]) -> None:
+        with self._db.transaction() as conn:
+            conn.executemany(_UPSERT, [e.row() for e in entries])
+
+    def _forget(self, entries: list[_Entry]) -> None:
+        with self._lock:
+            for e in entries:
+                if self._pending.get(e.request_id) is e:
+                    del self._pending[e.request_id]
 
     def daily(self, *, since_day: str) -> list[DailySpend]:
         """Spend per day, app and tenant from ``since_day`` (``YYYY-MM-DD``, UTC) on, oldest day first."""
+        self.flush()
         rows = self._db.connection().execute(
             "SELECT day, app, tenant, SUM(cost_usd) AS cost FROM spend WHERE month >= ? AND day >= ?"
             " GROUP BY day, app, tenant ORDER BY day",
@@ -114,6 +211,7 @@ class CostLedger:
 
     def report(self, *, since_day: str | None = None, tenant: str | None = None) -> list[SpendRow]:
         """Spend grouped by day, app, tenant and model, newest day first."""
+        self.flush()
         clauses, args = [], []
         if since_day:
             clauses.append("day >= ?")
@@ -141,3 +239,28 @@ class CostLedger:
             )
             for r in rows
         ]
+
+
+def _entry(
+    *,
+    request_id: str,
+    when: float,
+    tenant: str,
+    app: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+) -> _Entry:
+    return _Entry(
+        request_id=request_id,
+        when=when,
+        day=period_key("day", when),
+        month=period_key("month", when),
+        tenant=tenant,
+        app=app,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=cost_usd,
+    )

@@ -101,6 +101,13 @@ _NOT_SURNAMES = frozenset({"Station", "Street", "Road", "Square", "Park", "Bridg
 
 ALL_KINDS: tuple[str, ...] = ("secret", "email", "iban", "card", "ssn", "ip", "phone", "person")
 
+# Cheap necessary conditions, checked before a kind's patterns run over the text: most
+# questions and answers have no '@', no key prefix, few digits, so most patterns are skipped.
+_DIGIT = re.compile(r"\d")
+_SECRET_HINT = re.compile(r"-----BEGIN|keel_|sk-|[spr]k_|whsec_|glpat-|npm_|AKIA|ASIA|gh[pousr]_|xox|AIza|eyJ")
+_NAMED_SECRET_WORDS = ("pass", "secret", "token", "key")
+_NEEDS_DIGIT = frozenset({"iban", "card", "ssn", "phone"})
+
 
 def _luhn(digits: str) -> bool:
     total = 0
@@ -133,9 +140,14 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
     """Spans of one kind, before overlaps between kinds are resolved."""
     spans: list[tuple[int, int]] = []
     if kind == "secret":
-        spans += [m.span() for m in _SECRET.finditer(text)]
-        spans += [m.span("value") for m in _NAMED_SECRET.finditer(text)]
+        if _SECRET_HINT.search(text):
+            spans += [m.span() for m in _SECRET.finditer(text)]
+        lowered = text.lower().replace("\u017f", "s")  # the pattern's (?i) also matches a long s as 's'
+        if any(word in lowered for word in _NAMED_SECRET_WORDS):
+            spans += [m.span("value") for m in _NAMED_SECRET.finditer(text)]
     elif kind == "email":
+        if "@" not in text:
+            return spans
         spans += [m.span() for m in _EMAIL.finditer(text) if m.group("tld").lower() not in _FILE_EXTENSIONS]
     elif kind == "iban":
         spans += [m.span() for m in _IBAN.finditer(text) if _iban_ok(m.group())]
@@ -148,6 +160,8 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
     elif kind == "ssn":
         spans += [m.span() for m in _SSN.finditer(text)]
     elif kind == "ip":
+        if ":" not in text and not _DIGIT.search(text):
+            return spans
         for m in _IPV4.finditer(text):
             if not _VERSION_BEFORE.search(_before(text, m.start())):
                 spans.append(m.span())
@@ -176,17 +190,21 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
     return spans
 
 
+_DEFAULT_KINDS = frozenset(ALL_KINDS) - {"person"}
+
+
 def find_pii(text: str, kinds: frozenset[str] | None = None) -> list[PiiMatch]:
     """Non-overlapping PII matches in ``text``, in order (every kind but ``person`` unless given).
 
     Kinds are tried in :data:`ALL_KINDS` order; a later kind never claims text an
     earlier one matched (a card number is not also a phone number).
     """
-    wanted = kinds if kinds is not None else frozenset(ALL_KINDS) - {"person"}
+    wanted = kinds if kinds is not None else _DEFAULT_KINDS
     found: list[PiiMatch] = []
     taken: list[tuple[int, int]] = []
+    has_digit = _DIGIT.search(text) is not None
     for kind in ALL_KINDS:
-        if kind not in wanted:
+        if kind not in wanted or (kind in _NEEDS_DIGIT and not has_digit):
             continue
         for start, end in _candidates(text, kind):
             if any(start < e and end > s for s, e in taken):

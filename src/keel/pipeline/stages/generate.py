@@ -17,7 +17,6 @@ When every candidate fails, the contract's fallback chain decides the mode.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -164,8 +163,7 @@ class GenerateStage:
             self._budgets.settle(reservation, spent_usd=0.0 if ctx.shadow else ctx.cost_usd - cost_before)
         self._models.observe_latency(spec.name, (time.perf_counter() - started) * 1000)
         if (ctx.usage.prompt_tokens or ctx.usage.completion_tokens or ctx.cost_usd) and not ctx.shadow:
-            await asyncio.to_thread(
-                self._ledger.record,
+            self._ledger.submit(  # committed by the ledger's writer thread; counted by budgets at once
                 request_id=ctx.request_id,
                 when=time.time(),
                 tenant=ctx.principal.tenant,
