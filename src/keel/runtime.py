@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import secrets
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,8 +73,8 @@ log = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
-    """A fresh request id."""
-    return "req_" + secrets.token_hex(12)
+    """A fresh request id: 96 random bits from the OS (what ``secrets`` uses, without its per-call overhead)."""
+    return "req_" + os.urandom(12).hex()
 
 
 @dataclass(frozen=True, kw_only=True)

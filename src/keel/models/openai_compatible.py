@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from keel.contract import ModelSpec
 from keel.errors import UpstreamBadResponse, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
@@ -175,7 +175,7 @@ class OpenAICompatibleProvider:
         }
         if request.stop:
             body["stop"] = request.stop
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = orjson.dumps(body)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeouts.total_s
@@ -297,8 +297,8 @@ def _retry_after(value: str | None) -> float | None:
 
 def _parse_chunk(payload: str, name: str) -> dict[str, Any]:
     try:
-        chunk = json.loads(payload)
-    except json.JSONDecodeError:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         raise UpstreamBadResponse(f"The model {name} sent a malformed stream.") from None
     if not isinstance(chunk, dict) or "error" in chunk:
         raise UpstreamBadResponse(f"The model {name} sent an error or an unexpected chunk.")

@@ -12,12 +12,13 @@ and exports (:func:`redact`); :class:`PiiRecognizer` applies a contract's choice
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ALL_KINDS", "PiiMatch", "PiiRecognizer", "find_pii", "redact"]
+__all__ = ["ALL_KINDS", "PiiMatch", "PiiRecognizer", "find_pii", "redact", "replace_matches"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +215,8 @@ def find_pii(text: str, kinds: frozenset[str] | None = None) -> list[PiiMatch]:
     return sorted(found, key=lambda m: m.start)
 
 
-def _replace(text: str, matches: list[PiiMatch]) -> str:
+def replace_matches(text: str, matches: Sequence[PiiMatch]) -> str:
+    """``text`` with each of ``matches`` (in order, not overlapping) replaced by ``[REDACTED:kind]``."""
     out: list[str] = []
     last = 0
     for match in matches:
@@ -225,9 +227,22 @@ def _replace(text: str, matches: list[PiiMatch]) -> str:
     return "".join(out)
 
 
+_SHORT = 32
+"""Strings up to this long (names, modes, ids: the bulk of audit and trace fields) are redacted through a cache."""
+
+
 def redact(text: str) -> str:
     """``text`` with each PII item (every pattern kind) replaced by ``[REDACTED:kind]``."""
-    return _replace(text, find_pii(text)) if text else text
+    if not text:
+        return text
+    if len(text) <= _SHORT:
+        return _redact_short(text)
+    return replace_matches(text, find_pii(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_short(text: str) -> str:
+    return replace_matches(text, find_pii(text))
 
 
 class PiiRecognizer:
@@ -247,4 +262,4 @@ class PiiRecognizer:
         read already contains it (an answer may repeat a phone number from its passage).
         """
         matches = [m for m in self.find(text) if not any(text[m.start : m.end] in s for s in sources)]
-        return _replace(text, matches)
+        return replace_matches(text, matches)

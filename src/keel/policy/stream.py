@@ -7,7 +7,7 @@ and released, never cutting through an item that may still be growing.
 
 from __future__ import annotations
 
-from keel.policy.pii import PiiRecognizer
+from keel.policy.pii import PiiRecognizer, replace_matches
 
 __all__ = ["HOLD", "StreamRedactor"]
 
@@ -35,7 +35,8 @@ class StreamRedactor:
                 break
         released = self._buffer[:cut]
         self._buffer = self._buffer[cut:]
-        return self._recognizer.redact(released)
+        # The items found in the whole buffer, seen with the text around them, that lie in the released part.
+        return replace_matches(released, [m for m in matches if m.end <= cut])
 
     def finish(self) -> str:
         """The rest of the text, redacted."""

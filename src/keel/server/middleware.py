@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.errors import PayloadTooLarge, ServiceError
+from keel.runtime import new_request_id
 from keel.server.admission import Admission
 
 __all__ = ["ADMITTED_PATHS", "AdmissionMiddleware", "BodyLimitMiddleware", "RequestIdMiddleware"]
@@ -60,7 +60,7 @@ class RequestIdMiddleware:
                 given = value.decode("latin-1")
                 break
         if given is not None and not _VALID_ID.match(given):
-            rid = "req_" + secrets.token_hex(12)
+            rid = new_request_id()
             await _send_envelope(
                 send,
                 400,
@@ -69,7 +69,7 @@ class RequestIdMiddleware:
                 rid,
             )
             return
-        rid = given or "req_" + secrets.token_hex(12)
+        rid = given or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 

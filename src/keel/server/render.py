@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
+from starlette.responses import Response
 
 from keel.pipeline import RequestContext
 
-__all__ = ["ask_body", "keel_extras"]
+__all__ = ["ask_body", "json_bytes", "json_response", "keel_extras"]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` as compact UTF-8 JSON (anything not JSON-native as its ``str``)."""
+    return orjson.dumps(body, default=str, option=_OPTIONS)
+
+
+def json_response(body: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response, encoded with ``orjson`` (several times faster than the standard library)."""
+    return Response(json_bytes(body), status_code=status_code, headers=headers, media_type="application/json")
 
 
 def _citations(ctx: RequestContext) -> list[dict[str, Any]]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from keel.errors import UnknownApp
 from keel.server.deps import bearer, runtime_of
 from keel.server.errors import request_id_of
-from keel.server.render import ask_body
+from keel.server.render import ask_body, json_response
 from keel.server.schemas import AskRequest, AskResponse, ErrorEnvelope
 
 __all__ = ["router"]
@@ -22,7 +22,7 @@ router = APIRouter()
     responses={400: {"model": ErrorEnvelope}, 401: {"model": ErrorEnvelope}, 413: {"model": ErrorEnvelope}},
     summary="Ask a question of the documents you may read",
 )
-async def ask(body: AskRequest, request: Request) -> JSONResponse:
+async def ask(body: AskRequest, request: Request) -> Response:
     """Answer ``question`` from the caller's permitted documents, with citations."""
     runtime = runtime_of(request)
     credential = bearer(request)
@@ -45,4 +45,4 @@ async def ask(body: AskRequest, request: Request) -> JSONResponse:
         traceparent=request.headers.get("traceparent"),
     )
     await runtime.pipeline.run(ctx)
-    return JSONResponse(ask_body(ctx), headers=ctx.response_headers)
+    return json_response(ask_body(ctx), headers=ctx.response_headers)

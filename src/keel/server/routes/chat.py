@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from keel.contract import App
 from keel.errors import InvalidRequest, UnknownApp, UnknownModel
@@ -24,7 +24,7 @@ from keel.pipeline import RequestContext
 from keel.runtime import Runtime
 from keel.server.deps import bearer, runtime_of
 from keel.server.errors import request_id_of
-from keel.server.render import keel_extras, unix_now
+from keel.server.render import json_bytes, json_response, keel_extras, unix_now
 from keel.server.schemas import ChatCompletionRequest, ChatMessageIn, ErrorEnvelope
 
 __all__ = ["router"]
@@ -59,7 +59,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     completion_id = "chatcmpl-" + ctx.request_id.removeprefix("req_")
     if not body.stream:
         await runtime.pipeline.run(ctx)
-        return JSONResponse(_completion_body(ctx, completion_id), headers=ctx.response_headers)
+        return json_response(_completion_body(ctx, completion_id), headers=ctx.response_headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await _stream(runtime, ctx, completion_id, include_usage)
 
@@ -176,7 +176,7 @@ async def _stream(runtime: Runtime, ctx: RequestContext, completion_id: str, inc
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
             **extra,
         }
-        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+        return f"data: {json_bytes(body).decode()}\n\n"
 
     async def events() -> AsyncIterator[str]:
         try:
