@@ -21,8 +21,10 @@ from keel.runtime import Runtime
 from keel.server.admission import Admission
 from keel.server.console.routes import install_console
 from keel.server.errors import install_error_handlers
+from keel.server.fast_lane import FastLane, LaneRoute
 from keel.server.middleware import AdmissionMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from keel.server.routes import admin, ask, chat, feedback, handoffs, health, metrics, models, releases, traces
+from keel.server.schemas import AskRequest, ChatCompletionRequest
 from keel.settings import Settings
 
 __all__ = ["create_app"]
@@ -79,6 +81,13 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     for module in (health, metrics, ask, chat, models, traces, feedback, handoffs, admin, releases):
         app.include_router(module.router)
     install_console(app)
+    app.add_middleware(
+        FastLane,
+        routes={
+            "/v1/chat/completions": LaneRoute(ChatCompletionRequest, chat.chat_completions),
+            "/v1/ask": LaneRoute(AskRequest, ask.ask),
+        },
+    )
     app.add_middleware(AdmissionMiddleware, admission=admission)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

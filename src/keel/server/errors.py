@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.errors import InternalError, InvalidRequest, ServiceError, UnsupportedMediaType
 
-__all__ = ["error_response", "install_error_handlers", "request_id_of"]
+__all__ = [
+    "error_response",
+    "install_error_handlers",
+    "request_id_of",
+    "service_error_response",
+    "unexpected_error_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +53,26 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=out_headers)
 
 
+def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
+    """The envelope of a :class:`~keel.errors.ServiceError` (logged when it is the service's fault)."""
+    if exc.http_status >= 500:
+        log.warning("request %s failed: %s %s", request_id_of(request), exc.code, exc.message)
+    return error_response(exc.http_status, exc.code, exc.message, request_id_of(request), exc.headers)
+
+
+def unexpected_error_response(request: Request, exc: BaseException) -> JSONResponse:
+    """``500 internal_error`` with only the request id; the exception is logged with its traceback."""
+    rid = request_id_of(request)
+    log.error("unexpected error in request %s", rid, exc_info=exc)
+    return error_response(500, InternalError.code, f"Internal error; quote request id {rid} when reporting it.", rid)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception to the envelope."""
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        if exc.http_status >= 500:
-            log.warning("request %s failed: %s %s", request_id_of(request), exc.code, exc.message)
-        return error_response(exc.http_status, exc.code, exc.message, request_id_of(request), exc.headers)
+        return service_error_response(request, exc)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -83,11 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, request_id_of(request), dict(exc.headers or {}))
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        rid = request_id_of(request)
-        log.exception("unexpected error in request %s", rid)
-        return error_response(
-            500, InternalError.code, f"Internal error; quote request id {rid} when reporting it.", rid
-        )
+        return unexpected_error_response(request, exc)
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
