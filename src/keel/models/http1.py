@@ -37,6 +37,7 @@ __all__ = [
     "ProtocolFailure",
     "RemoteClosed",
     "Response",
+    "default_ssl_context",
 ]
 
 _PAUSE_AT = 256 * 1024
@@ -91,6 +92,16 @@ class Origin:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Verification against the system's CA store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), else certifi's."""
+    context = ssl.create_default_context()
+    if not context.cert_store_stats().get("x509_ca") and not context.get_ca_certs():
+        import certifi  # a slim image without a CA store
+
+        context.load_verify_locations(certifi.where())
+    return context
 
 
 class _Connection(asyncio.Protocol):
@@ -292,7 +303,7 @@ class ConnectionPool:
     ) -> None:
         self.origin = Origin.parse(base_url)
         self._connect_timeout_s = connect_timeout_s
-        self._ssl = (ssl_context or ssl.create_default_context()) if self.origin.scheme == "https" else None
+        self._ssl = (ssl_context or default_ssl_context()) if self.origin.scheme == "https" else None
         self._slots = asyncio.Semaphore(max(1, max_connections))
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()

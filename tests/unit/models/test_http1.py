@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from keel.models import http1
 
@@ -331,3 +339,51 @@ def test_the_host_header_names_the_port_only_when_it_is_not_the_default(url: str
 def test_an_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="not an http"):
         http1.Origin.parse("ftp://example.com")
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: serve_forever_ok(r, w, Server(serve_forever_ok)), "127.0.0.1", 0, ssl=server_tls
+        )
+        port = server.sockets[0].getsockname()[1]
+        trusting = ssl.create_default_context(cafile=str(cert))
+        p = http1.ConnectionPool(
+            f"https://127.0.0.1:{port}/v1", max_connections=1, connect_timeout_s=5, ssl_context=trusting
+        )
+        assert await post(p, b"{}") == (200, b"pong:{}")
+        await p.aclose()
+        untrusting = http1.ConnectionPool(f"https://127.0.0.1:{port}/v1", max_connections=1, connect_timeout_s=5)
+        with pytest.raises(http1.ConnectFailed):  # a self-signed certificate is not in any CA store
+            await post(untrusting)
+        server.close()
+
+    asyncio.run(scenario())
