@@ -147,14 +147,36 @@ class TraceStore:
                         r.mode,
                         r.status,
                         r.latency_ms,
-                        json.dumps(r.data, default=str),
+                        _json_text(r.data),
                         r.release,
-                        json.dumps(list(r.tags)),
+                        _json_text(list(r.tags)),
                         r.trace_id,
                     )
                     for r in records
                 ],
             )
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text that PostgreSQL's ``jsonb`` accepts: a NUL character in a string becomes U+FFFD.
+
+    ``jsonb`` refuses ``\\u0000``, and one such row would make every query that casts
+    ``data_json`` fail; so NUL is replaced here, as it is in plain text columns.
+    """
+    text = json.dumps(value, default=str)
+    if "\\u0000" in text:
+        text = json.dumps(_without_nul(value), default=str)
+    return text
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(str(k)): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _from_row(row: Any) -> TraceRecord:
