@@ -278,12 +278,6 @@ class Response:
                 async with asyncio.timeout_at(deadline):
                     await conn.wait()
 
-    async def iter_lines(self) -> AsyncIterator[str]:
-        """Body lines as they arrive."""
-        while lines := await self.next_lines():
-            for line in lines:
-                yield line
-
     async def read(self) -> bytes:
         """The whole (remaining) body."""
         return b"".join([chunk async for chunk in self.iter_bytes()])

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, TypedDict, Unpack
 
 from keel.store import Database
 from keel.store.writer import BackgroundWriter
 
-__all__ = ["CostLedger", "DailySpend", "SpendRow", "period_key"]
+__all__ = ["CostLedger", "DailySpend", "Spend", "SpendRow", "period_key"]
 
 
 def period_key(period: Literal["day", "month"], when: float) -> str:
@@ -54,18 +54,35 @@ class DailySpend:
     cost_usd: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Entry:
+class Spend(TypedDict):
+    """What a request has spent so far: its running totals (the same request id replaces them)."""
+
     request_id: str
     when: float
-    day: str
-    month: str
     tenant: str
     app: str
     model: str
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Entry:
+    request_id: str
+    when: float
+    tenant: str
+    app: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    day: str = field(init=False)
+    month: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "day", period_key("day", self.when))
+        object.__setattr__(self, "month", period_key("month", self.when))
 
     def row(self) -> tuple[object, ...]:
         return (
@@ -102,31 +119,11 @@ class CostLedger:
             self._commit, name="keel-spend-writer", on_done=self._forget
         )
 
-    def submit(
-        self,
-        *,
-        request_id: str,
-        when: float,
-        tenant: str,
-        app: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-    ) -> None:
+    def submit(self, **spend: Unpack[Spend]) -> None:
         """Queue a request's spend so far for the writer thread; counted by :meth:`spent` at once."""
-        entry = _entry(
-            request_id=request_id,
-            when=when,
-            tenant=tenant,
-            app=app,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_usd,
-        )
+        entry = _Entry(**spend)
         with self._lock:
-            self._pending[request_id] = entry
+            self._pending[entry.request_id] = entry
         self._writer.submit(entry)
 
     def flush(self) -> None:
@@ -137,30 +134,9 @@ class CostLedger:
         """Commit everything queued and stop the writer."""
         self._writer.close()
 
-    def record(
-        self,
-        *,
-        request_id: str,
-        when: float,
-        tenant: str,
-        app: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-    ) -> None:
+    def record(self, **spend: Unpack[Spend]) -> None:
         """Record a request's spend so far now (its running totals; the same request id replaces them)."""
-        entry = _entry(
-            request_id=request_id,
-            when=when,
-            tenant=tenant,
-            app=app,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=cost_usd,
-        )
-        self._commit([entry])
+        self._commit([_Entry(**spend)])
 
     def spent(
         self, *, scope: Literal["app", "tenant"], name: str, period: Literal["day", "month"], when: float
@@ -239,28 +215,3 @@ class CostLedger:
             )
             for r in rows
         ]
-
-
-def _entry(
-    *,
-    request_id: str,
-    when: float,
-    tenant: str,
-    app: str,
-    model: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    cost_usd: float,
-) -> _Entry:
-    return _Entry(
-        request_id=request_id,
-        when=when,
-        day=period_key("day", when),
-        month=period_key("month", when),
-        tenant=tenant,
-        app=app,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cost_usd=cost_usd,
-    )

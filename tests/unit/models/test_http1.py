@@ -137,10 +137,12 @@ def test_a_chunked_stream_is_read_line_by_line_as_it_arrives() -> None:
             p = pool(server)
             async with p.request("POST", "/chat/completions", body=b"{}") as response:
                 assert response.status_code == 200 and response.headers["transfer-encoding"] == "chunked"
-                lines = response.iter_lines()
-                assert await asyncio.wait_for(anext(lines), 2) == "data: one"
+                first = await response.next_lines(asyncio.get_running_loop().time() + 2)
+                assert first[0] == "data: one"  # before the server sends the rest
                 release.set()
-                rest = [line async for line in lines]
+                rest = first[1:]
+                while batch := await response.next_lines():
+                    rest += batch
             assert rest == ["", "data: two", "", "data: [DONE]", ""]
             assert p.open_connections == 1  # complete, so kept for the next call
             await p.aclose()
@@ -252,7 +254,7 @@ def test_leaving_a_response_unread_closes_its_connection_instead_of_reusing_it()
             p = pool(server)
             for _ in range(2):
                 async with p.request("POST", "/chat/completions", body=b"{}") as response:
-                    assert await anext(response.iter_lines()) == "data: a"
+                    assert (await response.next_lines())[0] == "data: a"
             assert server.connections == 2 and p.open_connections == 0
             await p.aclose()
 
