@@ -236,24 +236,38 @@ def test_a_budget_holds_across_replicas(cluster: Cluster) -> None:
     messages = {o.body["error"]["message"] for o in refused}
     assert all("budget" in m and "would be exceeded" in m for m in messages), messages
     assert admitted and refused, "the budget admitted some calls and refused the rest"
-    spent = _spent(cluster.db, "budgeted")
+    spent = _spent(cluster.db, "budgeted", written=len(admitted) * CALL_USD)
     # Every replica reserves a call's worst case in Redis first, so together they never overspend.
     assert spent <= BUDGET_USD + 1e-12, spent
     assert spent == pytest.approx(len(admitted) * CALL_USD)
     # Once nothing is in flight, calls go on being admitted, one replica after another, until no worst case fits.
+    more = 0
     with httpx.Client() as client:
         for n in range(20):
             if _chat(cluster, n % REPLICAS, "budgeted", cluster.keys["budgeted"], client).status != 200:
                 break
-    spent = _spent(cluster.db, "budgeted")
+            more += 1
+    spent = _spent(cluster.db, "budgeted", written=(len(admitted) + more) * CALL_USD)
     assert BUDGET_USD - RESERVE_USD < spent <= BUDGET_USD + 1e-12, spent
 
 
-def _spent(db: PostgresDatabase, app: str) -> float:
-    row = (
-        db.connection().execute("SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM spend WHERE app = ?", (app,)).fetchone()
-    )
-    return float(row["usd"])
+def _spent(db: PostgresDatabase, app: str, *, written: float) -> float:
+    """The app's spend in the ledger, once ``written`` dollars have arrived (or 10 s have passed).
+
+    Replicas write spend behind the response, in batches, so the last rows land a few
+    milliseconds after the last answer.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        row = (
+            db.connection()
+            .execute("SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM spend WHERE app = ?", (app,))
+            .fetchone()
+        )
+        usd = float(row["usd"])
+        if usd >= written - 1e-12 or time.monotonic() > deadline:
+            return usd
+        time.sleep(0.05)
 
 
 def test_every_request_has_one_trace_and_one_audit_record_and_the_chain_stays_valid(cluster: Cluster) -> None:
