@@ -130,6 +130,14 @@ def test_instructions_inside_a_document_are_left_out_of_the_index_and_never_foll
     assert all("supplier-portal" not in c["source"] for c in salary["citations"])
 
 
+def test_passages_vetted_at_ingestion_are_not_scanned_again_at_request_time(served: Served) -> None:
+    body = ask(served, served.keys["sam"], "How do suppliers submit invoices in the supplier portal?").json()
+    retrieve = {s["name"]: s for s in trace(served, served.keys["sam"], body["request_id"])["spans"]}["retrieve"]
+    assert retrieve["attributes"]["hits"], "the question retrieves passages"
+    assert retrieve["attributes"]["passages_scanned"] == 0
+    assert retrieve["attributes"]["instructions_removed"] == []
+
+
 def test_a_restricted_document_never_reaches_a_user_outside_its_acl(served: Served) -> None:
     body = ask(served, served.keys["sam"], "What are the salary bands for 2026?").json()
     assert all("hr/" not in c["source"] for c in body["citations"])

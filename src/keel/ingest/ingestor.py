@@ -38,9 +38,13 @@ from keel.retrieval.pgvector import PgVectorIndex
 from keel.retrieval.snapshot import PassageRecord, SnapshotWriter
 from keel.retrieval.versions import IndexStore
 from keel.store import Database, Row
+from keel.store.database import Connection
 from keel.text import terms
 
 __all__ = ["DocumentSummary", "IngestReport", "Ingestor", "Progress", "doc_id_for"]
+
+_STRIP_ROUNDS = 3
+"""How many times a passage's instruction sentences are stripped and the rest scanned again."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as files are read and passages embedded."""
@@ -73,6 +77,11 @@ class _Verdict(Protocol):
 
 class PassageScanner(Protocol):
     """Finds instructions to an AI inside document text (see :mod:`keel.policy.injection`)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the verdicts: scanners with the same fingerprint judge every text alike."""
+        ...
 
     def scan_passage(self, text: str) -> _Verdict:
         """The verdict on one passage."""
@@ -133,6 +142,7 @@ class _Pending:
     size: int
     drafts: list[ChunkDraft]
     is_new: bool
+    vetted_by: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,12 +243,7 @@ class Ingestor:
             row["path"]: row
             for row in conn.execute("SELECT doc_id, path, sha256, groups_json, declared_groups_json FROM documents")
         }
-        stale_embedder = {
-            row["doc_id"]
-            for row in conn.execute(
-                "SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,)
-            )
-        }
+        stale = self._stale_documents(conn)
         pending: list[_Pending] = []
         acl_updates: list[tuple[str, list[str], str, str]] = []
         # Files are read and hashed here, parsed by the engine, then judged in file order.
@@ -255,7 +260,7 @@ class Ingestor:
         to_parse = [
             step
             for step in steps
-            if step.unreadable is None and not self._unchanged(known.get(step.rel), step.sha256, stale_embedder)
+            if step.unreadable is None and not self._unchanged(known.get(step.rel), step.sha256, stale)
         ]
         parsed_files = dict(
             zip(
@@ -310,6 +315,7 @@ class Ingestor:
                     size=step.size,
                     drafts=drafts,
                     is_new=previous is None,
+                    vetted_by=self._detector.fingerprint if self._detector is not None else None,
                 )
             )
         vectors = self._embed_pending(pending, report, notify)
@@ -338,10 +344,27 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def _stale_documents(self, conn: Connection) -> set[str]:
+        """Documents whose stored chunks need parsing again although their bytes are unchanged.
+
+        Those with vectors of another embedder than today's, and, while passages are
+        scanned, those whose chunks were not vetted by today's injection detector (its
+        rules or weights changed since, or scanning was off): they are scanned again, so
+        that every served passage carries the verdict of the detector that serves it.
+        """
+        if self._detector is None:
+            rows = conn.execute("SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,))
+        else:
+            rows = conn.execute(
+                "SELECT DISTINCT doc_id FROM chunks WHERE embedder != ? OR vetted_by IS NULL OR vetted_by != ?",
+                (self._embedder.model_id, self._detector.fingerprint),
+            )
+        return {row["doc_id"] for row in rows}
+
     @staticmethod
-    def _unchanged(previous: Mapping[str, Any] | None, sha256: str, stale_embedder: Collection[str]) -> bool:
-        """Whether a file is as last ingested (same bytes, vectors of today's embedder): not parsed again."""
-        return previous is not None and previous["sha256"] == sha256 and previous["doc_id"] not in stale_embedder
+    def _unchanged(previous: Mapping[str, Any] | None, sha256: str, stale: Collection[str]) -> bool:
+        """Whether a file is as last ingested (same bytes, chunks still current): not parsed again."""
+        return previous is not None and previous["sha256"] == sha256 and previous["doc_id"] not in stale
 
     def _outcomes(self, scope: frozenset[str] | None, report: IngestReport, scan: Scan) -> list[SourceOutcome]:
         """Each covered source's outcome, with what it now holds in the index."""
@@ -369,19 +392,32 @@ class Ingestor:
         ]
 
     def _defang(self, rel: str, drafts: list[ChunkDraft], report: IngestReport) -> list[ChunkDraft]:
-        """Drafts with sentences that instruct an AI removed, so they are never indexed or served."""
-        if self._detector is None:
+        """Drafts with sentences that instruct an AI removed, so they are never indexed or served.
+
+        Every draft kept scans clean: a stripped text is scanned again (removing one
+        sentence can expose the next), and one still judged an attack after
+        :data:`_STRIP_ROUNDS` rounds is not indexed at all. That makes each stored chunk
+        vetted by this detector, and a request served by the same detector need not scan it.
+        """
+        detector = self._detector
+        if detector is None:
             return drafts
         kept: list[ChunkDraft] = []
         for draft in drafts:
-            verdict = self._detector.scan_passage(draft.text)
+            verdict = detector.scan_passage(draft.text)
             if not verdict.is_attack:
                 kept.append(draft)
                 continue
             report.embedded_instructions.append(f"{rel}#{draft.ordinal}")
-            text = verdict.stripped(draft.text).strip()
-            if text:
-                kept.append(dataclasses.replace(draft, text=text))
+            text = draft.text
+            for _ in range(_STRIP_ROUNDS):
+                text = verdict.stripped(text).strip()
+                if not text:
+                    break
+                verdict = detector.scan_passage(text)
+                if not verdict.is_attack:
+                    kept.append(dataclasses.replace(draft, text=text))
+                    break
         return kept
 
     @staticmethod
@@ -447,8 +483,8 @@ class Ingestor:
                     ),
                 )
                 conn.executemany(
-                    "INSERT INTO chunks (chunk_id, doc_id, ordinal, heading, text, text_sha256, embedder, embedding)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks (chunk_id, doc_id, ordinal, heading, text, text_sha256, embedder, embedding,"
+                    " vetted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             d.chunk_id,
@@ -459,6 +495,7 @@ class Ingestor:
                             _text_hash(d.text),
                             self._embedder.model_id,
                             vectors[d.chunk_id].tobytes(),
+                            item.vetted_by,
                         )
                         for d in item.drafts
                     ],
@@ -477,7 +514,7 @@ class Ingestor:
         return (
             self._db.connection()
             .execute(
-                "SELECT c.chunk_id, c.doc_id, c.ordinal, c.heading, c.text, c.text_sha256, c.embedding,"
+                "SELECT c.chunk_id, c.doc_id, c.ordinal, c.heading, c.text, c.text_sha256, c.embedding, c.vetted_by,"
                 " d.title, d.path, d.groups_json FROM chunks c JOIN documents d USING (doc_id)"
                 " ORDER BY d.path, c.ordinal"
             )
@@ -575,10 +612,12 @@ class Ingestor:
 
 
 def _fingerprint(rows: Sequence[Row]) -> str:
-    """What an index version must reflect: every passage id with its document's path and groups."""
+    """What an index version must reflect: every passage id with its document's path, groups and vetting."""
     digest = hashlib.sha256()
     for r in rows:
-        digest.update(f"{r['path']}\x00{r['groups_json']}\x00{r['chunk_id']}\x00{r['title']}\n".encode())
+        digest.update(
+            f"{r['path']}\x00{r['groups_json']}\x00{r['chunk_id']}\x00{r['title']}\x00{r['vetted_by']}\n".encode()
+        )
     return digest.hexdigest()
 
 

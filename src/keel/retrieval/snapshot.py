@@ -11,7 +11,8 @@ Files:
 * ``lexical.npz`` -- vocabulary and CSR postings (term -> rows, term frequencies), row lengths;
 * ``acl.npz`` -- CSR postings group -> rows;
 * ``ann.npz`` -- the IVF index of :mod:`keel.retrieval.ann` (only above its size threshold);
-* ``passages.db`` -- SQLite: one row per passage (id, document, title, path, heading, text, groups).
+* ``passages.db`` -- SQLite: one row per passage (id, document, title, path, heading, text, groups, and
+  the fingerprint of the injection detector its text scanned clean under, if any).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class PassageRecord:
     text: str
     groups: tuple[str, ...]
     text_sha256: str
+    vetted_by: str | None = None
+    """The fingerprint of the injection detector under which ``text`` scanned clean, if one did."""
 
     @staticmethod
     def fields_of(row: Row) -> dict[str, Any]:
@@ -64,6 +67,8 @@ class PassageRecord:
             "text": row["text"],
             "groups": tuple(json.loads(row["groups_json"])),
             "text_sha256": row["text_sha256"],
+            # keys(): a row's ``in`` looks at its values; versions written before vetting lack the column
+            "vetted_by": row["vetted_by"] if "vetted_by" in row.keys() else None,  # noqa: SIM118
         }
 
 
@@ -130,10 +135,10 @@ class SnapshotWriter:
             conn.execute(
                 "CREATE TABLE passages (row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,"
                 " title TEXT NOT NULL, path TEXT NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL,"
-                " groups_json TEXT NOT NULL, text_sha256 TEXT NOT NULL)"
+                " groups_json TEXT NOT NULL, text_sha256 TEXT NOT NULL, vetted_by TEXT)"
             )
             conn.executemany(
-                "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         i,
@@ -145,6 +150,7 @@ class SnapshotWriter:
                         p.text,
                         json.dumps(list(p.groups)),
                         p.text_sha256,
+                        p.vetted_by,
                     )
                     for i, p in enumerate(passages)
                 ],

@@ -242,6 +242,10 @@ _PORTABLE: list[list[str]] = [
         )""",
         "CREATE INDEX console_sessions_expiry ON console_sessions(expires_at)",
     ],
+    # 9: the injection detector (its fingerprint) under which a chunk's stored text scanned clean, if any
+    [
+        "ALTER TABLE chunks ADD COLUMN vetted_by TEXT",
+    ],
 ]
 
 MIGRATIONS: list[Migration] = [Migration(statements) for statements in _PORTABLE]

@@ -202,3 +202,22 @@ def test_importing_the_detector_does_not_import_numpy() -> None:
     code = "import sys, keel.policy.injection as inj; inj.InjectionDetector().scan('hi'); print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_the_fingerprint_changes_with_anything_that_can_change_a_verdict() -> None:
+    base = InjectionDetector()
+    assert base.fingerprint == InjectionDetector().fingerprint
+    assert InjectionDetector(threshold=0.6).fingerprint != base.fingerprint
+    assert InjectionDetector(layers=("rules",)).fingerprint != base.fingerprint
+    shipped = default_classifier()
+    retrained = InjectionClassifier(weights={**shipped.weights, 7: 1.5}, bias=shipped.bias, metadata={})
+    assert InjectionDetector(classifier=retrained).fingerprint != InjectionDetector(classifier=shipped).fingerprint
+    same = InjectionClassifier(weights=dict(shipped.weights), bias=shipped.bias, metadata={"note": "copy"})
+    assert InjectionDetector(classifier=same).fingerprint == InjectionDetector(classifier=shipped).fingerprint
+
+
+def test_loading_the_shipped_weights_leaves_the_fingerprint_as_it_was() -> None:
+    detector = InjectionDetector()
+    before = InjectionDetector().fingerprint
+    detector.warm_up()
+    assert detector.fingerprint == before

@@ -1,8 +1,14 @@
-"""Snapshot postings: the CSR arrays hold every term's rows in order with their frequencies."""
+"""Snapshots: postings in CSR arrays, and passages read back from versions old and new."""
 
 from __future__ import annotations
 
-from keel.retrieval.snapshot import _postings
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+from keel.retrieval.snapshot import IndexSnapshot, _postings
+from keel.retrieval.versions import IndexStore
+from tests.unit.retrieval.builders import passage, publish
 
 
 def test_postings_list_sorted_terms_with_rows_in_order_and_term_frequencies() -> None:
@@ -25,3 +31,16 @@ def test_postings_of_nothing_are_empty() -> None:
     vocab, indptr, term_rows, tfs, lengths = _postings([])
     assert vocab.size == 0 and term_rows.size == 0 and tfs.size == 0 and lengths.size == 0
     assert indptr.tolist() == [0]
+
+
+def test_a_version_written_before_passage_vetting_loads_its_passages_as_unvetted(tmp_path: Path) -> None:
+    store = IndexStore(tmp_path / "index")
+    vetted = dataclasses.replace(passage("open/a.md", "Pay day is the 25th."), vetted_by="f1")
+    version = publish(store, [vetted, passage("open/b.md", "Leave is 27 days.", n=1)])
+    snapshot = store.snapshot(version)
+    assert [p.vetted_by for p in snapshot.passages([0, 1])] == ["f1", None]
+    with sqlite3.connect(store.folder(version) / "passages.db") as conn:
+        conn.execute("ALTER TABLE passages DROP COLUMN vetted_by")
+    older = IndexSnapshot(store.folder(version))
+    assert [p.vetted_by for p in older.passages([0, 1])] == [None, None]
+    assert [p.text for p in older.passages([0, 1])] == ["Pay day is the 25th.", "Leave is 27 days."]

@@ -67,8 +67,9 @@ class RetrieveStage:
 
         pg = self._dense_index
         version = snapshot.version
+        detector = self._detector
 
-        def search() -> tuple[list[Hit], QuestionTerms]:
+        def search() -> tuple[list[Hit], QuestionTerms, list[dict[str, object]], int | None]:
             dense = None if pg is None else (lambda qv, limit: pg.search(version, qv, groups, limit=limit))
             hits = hybrid_search(
                 snapshot,
@@ -82,14 +83,15 @@ class RetrieveStage:
             )
             view = snapshot.view(groups)
             doc_freq = readable_document_frequency(snapshot, content_terms(ctx.question), view)
-            return hits, QuestionTerms.of(ctx.question, doc_freq, view.count)
+            question = QuestionTerms.of(ctx.question, doc_freq, view.count)
+            if detector is None:
+                return hits, question, [], None
+            cleaned, removed, scanned = neutralise_hits(hits, detector)
+            return cleaned, question, removed, scanned
 
-        hits, question = await asyncio.to_thread(search)
-        neutralised: list[dict[str, object]] = []
-        if self._detector is not None:
-            hits, neutralised = neutralise_hits(hits, self._detector)
-            if neutralised:
-                ctx.guard_verdicts["passages"] = "instructions_removed"
+        hits, question, neutralised, scanned = await asyncio.to_thread(search)
+        if neutralised:
+            ctx.guard_verdicts["passages"] = "instructions_removed"
         ctx.hits = hits
         ctx.query_vector = vector
         ctx.question_terms = question
@@ -108,6 +110,7 @@ class RetrieveStage:
             unknown_terms=sorted(question.unknown),
             hits=[_hit_record(a, selected=a.hit.passage.chunk_id in chosen) for a in assessed],
             instructions_removed=neutralised,
+            passages_scanned=scanned,
         )
 
 

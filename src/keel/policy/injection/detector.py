@@ -16,13 +16,16 @@ explain but do not by themselves make a verdict an attack.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Literal
 
-from keel.policy.injection.classifier import InjectionClassifier, default_classifier
+from keel.policy.injection.classifier import MODEL_PATH, InjectionClassifier, default_classifier
 from keel.policy.injection.normalize import normalize
 from keel.policy.injection.rules import RuleHit, match_rules
 
@@ -122,6 +125,20 @@ class InjectionDetector:
         self.threshold = threshold
         self.layers = frozenset(layers)
         self._classifier = classifier
+        self._given = classifier  # None: the shipped weights, loaded on first use
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What decides this detector's verdicts: its code, its classifier's weights, its threshold and layers.
+
+        Two detectors with the same fingerprint judge every text alike, so a passage that
+        scanned clean under one (at ingestion) needs no second scan under the other (at
+        request time); any change to the rules, the normaliser or the weights changes it.
+        """
+        given = self._given
+        weights = _shipped_digest() if given is None else _classifier_digest(given)
+        layers = ",".join(sorted(self.layers))
+        return hashlib.sha256(f"{_code_digest()}|{weights}|{self.threshold!r}|{layers}".encode()).hexdigest()[:32]
 
     def warm_up(self) -> None:
         """Load the classifier weights now rather than on the first scan."""
@@ -232,6 +249,29 @@ class InjectionDetector:
             changes.update(dict.fromkeys(f"obfuscation:{c}" for c in j.changes if c not in _NOT_REASONS))
             classifier = classifier or j.classifier >= self.threshold
         return (*rules, *(["classifier"] if classifier else []), *changes)
+
+
+@cache
+def _code_digest() -> str:
+    """The digest of the detection code: every module of this package."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _shipped_digest() -> str:
+    """The digest of the shipped classifier's weights file."""
+    return hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+
+
+def _classifier_digest(classifier: InjectionClassifier) -> str:
+    """The digest of a classifier's weights, for one given in place of the shipped file's."""
+    digest = hashlib.sha256(repr(classifier.bias).encode())
+    for bucket, weight in sorted(classifier.weights.items()):
+        digest.update(f"{bucket}:{weight!r};".encode())
+    return digest.hexdigest()
 
 
 def _whole_line(text: str, start: int, end: int) -> tuple[int, int]:
