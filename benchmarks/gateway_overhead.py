@@ -10,7 +10,8 @@ concurrency level, it loads the targets in turn (direct, Keel, LiteLLM), round-r
 for a fixed time after a warm-up. CPU per request is the server's user + system time
 (Keel's one process, LiteLLM's process tree) over the requests served.
 
-Non-streaming load comes from ``wrk`` (Debian package) with a Lua script; streaming
+Non-streaming load comes from ``wrk`` (Debian package, installed by ``scripts/ensure-wrk``
+when missing) with a Lua script; streaming
 load from a small asyncio client in this file (``client`` subcommand) that times the
 first SSE data chunk. The load generator and the fake upstream are pinned to core 1,
 the gateway under test to core 0 (``taskset``), so a 2-core machine does not starve it.
@@ -394,7 +395,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "gateway_overhead.json")
     args = parser.parse_args()
     if not shutil.which("wrk") and "json" in args.modes:
-        sys.exit("wrk is needed for the JSON mode: apt-get install -y wrk")
+        subprocess.run([str(HERE.parent / "scripts" / "ensure-wrk")], check=False)
+        if not shutil.which("wrk"):
+            sys.exit("wrk is needed for the JSON mode and could not be installed: apt-get install -y wrk")
     levels = [int(x) for x in args.levels.split(",")]
     modes = args.modes.split(",")
     targets = [t for t in TARGETS if not (t == "litellm" and args.no_litellm)]
