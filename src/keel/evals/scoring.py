@@ -121,7 +121,7 @@ def score_case(case: Case, asker: Asker, obs: Observation, *, k: int, similarity
 
     # The asker's own question is echoed in the trace; words it contains are not leaked.
     haystack = obs.strings.replace(case.question, " ")
-    leaked = [s for s in expect.forbidden if _contains(haystack, s) and not _contains(case.question, s)]
+    leaked = [s for s in expect.forbidden if _mentions(haystack, s) and not _mentions(case.question, s)]
     if leaked:
         failures.append(f"forbidden content in the response or trace: {leaked}")
     if obs.error is not None:
@@ -228,6 +228,28 @@ def _strip_note(answer: str) -> str:
 
 def _contains(haystack: str, needle: str) -> bool:
     return " ".join(needle.casefold().split()) in " ".join(haystack.casefold().split())
+
+
+def _mentions(haystack: str, needle: str) -> bool:
+    """Whether ``needle`` occurs in ``haystack`` as words, not inside a longer word or id.
+
+    Case and runs of whitespace are ignored. A forbidden figure such as ``668`` is
+    leaked by "668 roles" or "(668)", but not by a request id or span id whose random
+    hex digits happen to contain it.
+    """
+    hay = " ".join(haystack.casefold().split())
+    text = " ".join(needle.casefold().split())
+    if not text:
+        return False
+    start = hay.find(text)
+    while start >= 0:
+        end = start + len(text)
+        joined_before = start > 0 and text[0].isalnum() and hay[start - 1].isalnum()
+        joined_after = end < len(hay) and text[-1].isalnum() and hay[end].isalnum()
+        if not joined_before and not joined_after:
+            return True
+        start = hay.find(text, start + 1)
+    return False
 
 
 def _dedupe(items: list[str]) -> list[str]:

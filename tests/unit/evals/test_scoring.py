@@ -93,6 +93,16 @@ def test_forbidden_content_anywhere_is_a_leak_but_the_askers_own_words_are_not()
     assert echoed.passed
 
 
+def test_a_forbidden_figure_inside_a_random_id_is_not_a_leak() -> None:
+    outsider = case(forbidden=["668"])
+    ids = "req_3fa9c668e01b\n0b1d668a\n6680f2\nc_77a5e1668\n"
+    clean = score_case(outsider, STAFF, obs(mode="no_answer", answer="x", strings=ids), k=5, similarity=None)
+    assert clean.passed
+    for leak in ("Headcount is 668.", "(668)", "668 roles", "total: 668\n"):
+        found = score_case(outsider, STAFF, obs(mode="no_answer", answer="x", strings=leak), k=5, similarity=None)
+        assert found.stage == "leak", leak
+
+
 def test_semantic_and_regex_expectations() -> None:
     similar = case(answer={"similar": "Twenty seven days", "threshold": 0.8})
     assert score_case(similar, HR, obs(answer="27 days"), k=5, similarity=lambda a, b: 0.9).passed
