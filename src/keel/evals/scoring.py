@@ -226,8 +226,13 @@ def _strip_note(answer: str) -> str:
     return answer.split("\n\nNote: the service is running in a limited mode", 1)[0]
 
 
+def _folded(text: str) -> str:
+    """``text`` compared without case and with runs of whitespace as one space."""
+    return " ".join(text.casefold().split())
+
+
 def _contains(haystack: str, needle: str) -> bool:
-    return " ".join(needle.casefold().split()) in " ".join(haystack.casefold().split())
+    return _folded(needle) in _folded(haystack)
 
 
 def _mentions(haystack: str, needle: str) -> bool:
@@ -237,8 +242,7 @@ def _mentions(haystack: str, needle: str) -> bool:
     leaked by "668 roles" or "(668)", but not by a request id or span id whose random
     hex digits happen to contain it.
     """
-    hay = " ".join(haystack.casefold().split())
-    text = " ".join(needle.casefold().split())
+    hay, text = _folded(haystack), _folded(needle)
     if not text:
         return False
     start = hay.find(text)

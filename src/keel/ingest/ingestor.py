@@ -142,7 +142,6 @@ class _Pending:
     size: int
     drafts: list[ChunkDraft]
     is_new: bool
-    vetted_by: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,7 +314,6 @@ class Ingestor:
                     size=step.size,
                     drafts=drafts,
                     is_new=previous is None,
-                    vetted_by=self._detector.fingerprint if self._detector is not None else None,
                 )
             )
         vectors = self._embed_pending(pending, report, notify)
@@ -352,14 +350,17 @@ class Ingestor:
         rules or weights changed since, or scanning was off): they are scanned again, so
         that every served passage carries the verdict of the detector that serves it.
         """
-        if self._detector is None:
-            rows = conn.execute("SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?", (self._embedder.model_id,))
-        else:
-            rows = conn.execute(
-                "SELECT DISTINCT doc_id FROM chunks WHERE embedder != ? OR vetted_by IS NULL OR vetted_by != ?",
-                (self._embedder.model_id, self._detector.fingerprint),
-            )
-        return {row["doc_id"] for row in rows}
+        sql = "SELECT DISTINCT doc_id FROM chunks WHERE embedder != ?"
+        args = [self._embedder.model_id]
+        vetted_by = self._vetted_by()
+        if vetted_by is not None:
+            sql += " OR vetted_by IS NULL OR vetted_by != ?"
+            args.append(vetted_by)
+        return {row["doc_id"] for row in conn.execute(sql, args)}
+
+    def _vetted_by(self) -> str | None:
+        """The fingerprint every chunk written now is vetted under (``None`` while passages are not scanned)."""
+        return self._detector.fingerprint if self._detector is not None else None
 
     @staticmethod
     def _unchanged(previous: Mapping[str, Any] | None, sha256: str, stale: Collection[str]) -> bool:
@@ -463,6 +464,7 @@ class Ingestor:
     ) -> None:
         """Apply every change in one transaction: all of it lands, or none."""
         now = time.time()
+        vetted_by = self._vetted_by()
         with self._db.transaction() as conn:
             for item in pending:
                 conn.execute("DELETE FROM documents WHERE path = ?", (item.rel_path,))
@@ -495,7 +497,7 @@ class Ingestor:
                             _text_hash(d.text),
                             self._embedder.model_id,
                             vectors[d.chunk_id].tobytes(),
-                            item.vetted_by,
+                            vetted_by,
                         )
                         for d in item.drafts
                     ],

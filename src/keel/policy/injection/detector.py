@@ -141,7 +141,8 @@ class InjectionDetector:
         return hashlib.sha256(f"{_code_digest()}|{weights}|{self.threshold!r}|{layers}".encode()).hexdigest()[:32]
 
     def warm_up(self) -> None:
-        """Load the classifier weights now rather than on the first scan."""
+        """Load the classifier weights and compute the fingerprint now rather than on the first scan."""
+        _ = self.fingerprint
         self._model()
 
     def _model(self) -> InjectionClassifier:
